@@ -1,0 +1,208 @@
+"""Read a web collection's manifest (jsonl, parquet or csv) into typed items (data contract)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import posixpath
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import schema, storage
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAMES = ("manifest.jsonl", "manifest.parquet", "manifest.csv")
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    allow_outside_paths: bool = False  # relative uris that climb out of the collection root ('..')
+    allow_absolute_uris: bool = True  # absolute paths and s3:// uris named by the manifest
+    malformed_rows: str = "fail"  # "fail": a failed row per malformed line; "error": stop with the line number
+
+
+@dataclass(frozen=True)
+class Item:
+    """One manifest row. `error` is set when the row cannot be processed (it becomes a failed row)."""
+
+    id: str
+    uri: str  # resolved: a full local path or URI
+    kind: str
+    tags: tuple[str, ...]  # known tags only
+    tag_ids: tuple[int, ...]
+    source_uri: str = ""  # as written in the manifest
+    unknown_tags: tuple[str, ...] = ()
+    source_index: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Collection:
+    root: str
+    classes: tuple[str, ...]
+    items: tuple[Item, ...]
+    unknown_tags: dict[str, int] = field(default_factory=dict)
+
+
+def load_label_space(root: str) -> tuple[str, ...]:
+    """classes.json of the collection, or the VOC-21 default."""
+    path = storage.join(root, "classes.json")
+    if not storage.exists(path):
+        return schema.VOC_CLASSES
+    classes = json.loads(storage.read_text(path))
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise ManifestError(f"{path}: expected a non-empty JSON list of class names")
+    return tuple(classes)
+
+
+def find_manifest(collection_uri: str) -> tuple[str, str]:
+    """(root folder, manifest uri) for a collection folder or a manifest file uri."""
+    if collection_uri.rstrip("/").endswith((".jsonl", ".parquet", ".csv")):
+        return storage.dirname(collection_uri), collection_uri
+    for name in MANIFEST_NAMES:
+        candidate = storage.join(collection_uri, name)
+        if storage.exists(candidate):
+            return collection_uri, candidate
+    raise ManifestError(f"no manifest ({', '.join(MANIFEST_NAMES)}) in {collection_uri}")
+
+
+def read_collection(collection_uri: str, cfg: CollectionConfig | None = None) -> Collection:
+    """Parse the manifest into items; bad rows become items with `error` set, never exceptions
+    (unless cfg.malformed_rows == "error")."""
+    cfg = cfg or CollectionConfig()
+    root, manifest_uri = find_manifest(collection_uri)
+    classes = load_label_space(root)
+    class_index = {name: i for i, name in enumerate(classes)}
+    items, seen, unknown = [], {}, Counter()
+    for index, row in enumerate(_rows(manifest_uri, cfg)):
+        item = _to_item(row, index, root, class_index, cfg)
+        if item.error is None and item.id in seen:
+            item = _with_error(item, f"duplicate id (first used by row {seen[item.id]})")
+        seen.setdefault(item.id, index)
+        unknown.update(item.unknown_tags)
+        items.append(item)
+    if unknown:
+        log.warning("unknown tags dropped: %s", dict(unknown.most_common(20)))
+    return Collection(root=root, classes=classes, items=tuple(items), unknown_tags=dict(unknown))
+
+
+def _with_error(item: Item, error: str) -> Item:
+    return Item(**{**item.__dict__, "error": error})
+
+
+def _rows(manifest_uri: str, cfg: CollectionConfig) -> Iterator[dict]:
+    data = storage.read_bytes(manifest_uri)
+    if manifest_uri.endswith(".parquet"):
+        yield from pq.read_table(pa.BufferReader(data)).to_pylist()
+    elif manifest_uri.endswith(".csv"):
+        yield from csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    else:
+        yield from _jsonl_rows(data, manifest_uri, cfg)
+
+
+def _jsonl_rows(data: bytes, manifest_uri: str, cfg: CollectionConfig) -> Iterator[dict]:
+    for number, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+            if not isinstance(row, dict):
+                raise ValueError("a line must hold a JSON object")
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            message = f"{manifest_uri} line {number}: malformed manifest row ({error})"
+            if cfg.malformed_rows == "error":
+                raise ManifestError(message) from None
+            yield {"id": f"line-{number}", "uri": "", "tags": [], "_error": message}
+            continue
+        yield row
+
+
+def parse_tags(value: object) -> list[str]:
+    """Tags as a list of strings from a list, a JSON list string, or a '|'/';'/',' separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            value = json.loads(text)
+        else:
+            for separator in ("|", ";", ","):
+                if separator in text:
+                    return [t.strip() for t in text.split(separator) if t.strip()]
+            return [text] if text else []
+    if not isinstance(value, list | tuple) or not all(isinstance(t, str) for t in value):
+        raise ValueError(f"tags must be a list of strings, got {value!r}")
+    return [t.strip() for t in value if t.strip()]
+
+
+def infer_kind(uri: str) -> str | None:
+    extension = os.path.splitext(uri.lower())[1]
+    if extension in schema.IMAGE_EXTENSIONS:
+        return schema.KIND_IMAGE
+    if extension in schema.VIDEO_EXTENSIONS:
+        return schema.KIND_VIDEO
+    return None
+
+
+def _to_item(row: dict, index: int, root: str, class_index: dict, cfg: CollectionConfig) -> Item:
+    source_uri = str(row.get("uri") or "")
+    item_id = str(row.get("id") or posixpath.splitext(posixpath.basename(source_uri))[0])
+    base = Item(item_id, source_uri, str(row.get("kind") or ""), (), (), source_uri, (), index)
+    try:
+        tags = parse_tags(row.get("tags"))
+    except ValueError as error:
+        return _with_error(base, f"bad tags: {error}")
+    known = tuple(dict.fromkeys(t for t in tags if t in class_index and class_index[t] != 0))
+    unknown = tuple(t for t in tags if t not in class_index)
+    base = Item(
+        item_id, source_uri, base.kind, known, tuple(class_index[t] for t in known), source_uri,
+        unknown, index,
+    )  # fmt: skip
+    error = row.get("_error") or _row_problem(base, root, cfg)
+    if error:
+        return _with_error(base, error)
+    kind = base.kind or infer_kind(source_uri)
+    return Item(**{**base.__dict__, "uri": storage.resolve(root, source_uri), "kind": kind})
+
+
+def _row_problem(item: Item, root: str, cfg: CollectionConfig) -> str | None:
+    """Why a row cannot be processed, or None."""
+    if not item.source_uri:
+        return "missing uri"
+    id_problem = unsafe_id_reason(item.id)
+    if id_problem:
+        return id_problem
+    kind = item.kind or infer_kind(item.source_uri)
+    if kind not in (schema.KIND_IMAGE, schema.KIND_VIDEO):
+        return f"unknown kind {item.kind!r}" if item.kind else "cannot infer kind from the extension"
+    explicit = storage.is_remote(item.source_uri) or os.path.isabs(item.source_uri)
+    if explicit and not cfg.allow_absolute_uris:
+        return "absolute uri refused (collection.allow_absolute_uris is false)"
+    resolved = storage.resolve(root, item.source_uri)
+    if not explicit and not cfg.allow_outside_paths and not storage.is_within(root, resolved):
+        return "uri escapes the collection root (collection.allow_outside_paths is false)"
+    return None
+
+
+def unsafe_id_reason(item_id: str) -> str | None:
+    """Ids name output files: refuse those that could write outside the output root."""
+    try:
+        item_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return "id is not valid UTF-8"
+    parts = item_id.replace("\\", "/").split("/")
+    if not item_id or item_id.startswith(("/", "\\")) or ".." in parts or "\x00" in item_id:
+        return f"unsafe id {item_id!r} (empty, absolute or containing '..')"
+    return None

@@ -1,0 +1,72 @@
+"""Column names, statuses and constants shared by every stage.
+
+Stages hand data on as Ray Data columns named here; nothing else names a column by string.
+"""
+
+from __future__ import annotations
+
+IGNORE = 255  # mask value for "too uncertain to train on"
+BACKGROUND = 0  # class index of background in every label space
+
+# Input / output manifest columns (data contract).
+ID = "id"
+URI = "uri"
+KIND = "kind"
+TAGS = "tags"
+FRAME_INDEX = "frame_index"
+STATUS = "status"
+REASON = "reason"
+MASK_URI = "mask_uri"
+SCORES = "scores"  # JSON object {tag: score}
+
+# Working columns between stages (never written to the output manifest).
+IMAGE = "image"  # HxWx3 uint8 RGB
+TAG_IDS = "tag_ids"  # list[int]: label-space indices of the item's known tags
+CAM = "cam"  # KxhXw float32 in [0, 1], one map per entry of TAG_IDS (working resolution)
+TAG_SCORES = "tag_scores"  # list[float]: classifier probability per entry of TAG_IDS
+MASK = "mask"  # HxW uint8 class indices, IGNORE = 255
+GROUP = "group"  # video id + window: frames of one group meet in one task
+HEIGHT = "height"
+WIDTH = "width"
+SOURCE_INDEX = "source_index"  # row number in the input manifest (keeps output order stable)
+SOURCE_URI = "source_uri"  # the uri as written in the input manifest
+FRAMES = "frames"  # TxHxWx3 uint8 RGB: an image is a 1-frame stack, a video window T frames
+FRAME_INDICES = "frame_indices"  # JSON list of 0-based frame indices of FRAMES (-1 for an image)
+MASKS = "masks"  # TxHxW uint8, IGNORE = 255 (filtered frames hold zeros)
+FRAME_STATUS = "frame_status"  # JSON list: status per frame
+FRAME_REASONS = "frame_reasons"  # JSON list: reason per frame (null when labelled)
+NO_FRAME = -1  # FRAME_INDEX of an image inside the pipeline (null in the output manifest)
+TIMING_PREFIX = "seconds_"  # per-row seconds spent in a stage, e.g. seconds_cam
+
+KIND_IMAGE = "image"
+KIND_VIDEO = "video"
+
+LABELLED = "labelled"
+FILTERED = "filtered"
+FAILED = "failed"
+STATUSES = (LABELLED, FILTERED, FAILED)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+# Output layout.
+MANIFEST_NAME = "manifest.parquet"
+RUN_NAME = "run.json"
+MASKS_DIR = "masks"
+PARTS_DIR = "_parts"  # per-batch manifest parts: durable progress for resume
+
+
+def image_mask_path(item_id: str) -> str:
+    """Relative mask path of an image (data contract)."""
+    return f"{MASKS_DIR}/{item_id}.png"
+
+
+def frame_mask_path(item_id: str, frame_index: int) -> str:
+    """Relative mask path of a video frame (data contract)."""
+    return f"{MASKS_DIR}/{item_id}/{frame_index:06d}.png"
