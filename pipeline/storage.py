@@ -25,8 +25,24 @@ RETRY_ATTEMPTS = int(os.environ.get("WEBSEG_IO_RETRIES", "5"))
 RETRY_BASE_DELAY_S = float(os.environ.get("WEBSEG_IO_RETRY_DELAY", "0.5"))
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class StorageError(RuntimeError):
     """An I/O operation failed after its retries."""
+
+
+def _connection_errors() -> tuple[type[Exception], ...]:
+    """botocore's errors for an endpoint that is down or unreachable (s3fs raises them as is)."""
+    try:
+        from botocore import exceptions
+    except ImportError:
+        return ()
+    return exceptions.ConnectionError, exceptions.HTTPClientError
+
+
+_CONNECTION_ERRORS = _connection_errors()
 
 
 def is_remote(uri: str) -> bool:
@@ -90,7 +106,7 @@ def with_retries(operation: Callable[[], T], what: str) -> T:
             return operation()
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
             raise
-        except OSError as error:  # botocore/aiohttp errors surface as OSError subclasses in s3fs
+        except (OSError, *_CONNECTION_ERRORS) as error:  # s3fs maps most S3 errors to OSError
             if attempt == RETRY_ATTEMPTS:
                 raise StorageError(f"{what} failed after {attempt} attempts: {error}") from error
             time.sleep(delay)
@@ -125,12 +141,14 @@ def write_bytes(uri: str, data: bytes) -> None:
         return
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    # the suffix keeps a temp file left by a killed job out of list_files(..., ".parquet")
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

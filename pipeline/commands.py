@@ -1,0 +1,96 @@
+"""What each `webseg` subcommand does: argument definitions and handlers (see cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from typing import Any
+
+from pipeline.settings import load_settings
+
+
+def _settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+    return load_settings(args.config, overrides)
+
+
+def _args_train_classifier(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", required=True, help="collection folder or manifest URI")
+    p.add_argument("--out", required=True, help="model URI to write (a .pt file or a folder)")
+    p.add_argument("--epochs", type=int, help="training epochs (classifier.epochs)")
+    p.add_argument("--workers", type=int, help="Ray Train workers (classifier.workers)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: local sqlite store)")
+
+
+def train_classifier(args: argparse.Namespace) -> dict:
+    from pipeline.runtime import init_ray
+    from pipeline.train.classifier import train_classifier as train
+
+    cfg = _settings(args, {"classifier.epochs": args.epochs, "classifier.workers": args.workers,
+                           "classifier.tracking_uri": args.tracking_uri})  # fmt: skip
+    init_ray(args.ray_address)
+    return train(args.collection, args.out, cfg.classifier)
+
+
+def _args_pseudo_label(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", required=True, help="collection folder or manifest URI")
+    p.add_argument("--model", required=True, help="classifier URI, or 'none' for objectness only")
+    p.add_argument("--out", required=True, help="label set URI (rerun with the same URI to resume)")
+
+
+def pseudo_label(args: argparse.Namespace) -> dict:
+    from pipeline.dataflow import run_pseudo_label
+    from pipeline.runtime import init_ray
+
+    cfg = _settings(args)
+    init_ray(args.ray_address)
+    model = None if args.model.lower() == "none" else args.model
+    info = run_pseudo_label(args.collection, model, args.out, cfg.pseudo_label)
+    return {"out": args.out, "counts": info["counts"], "wall_seconds": info["wall_seconds"]}
+
+
+def _args_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", required=True, help="label set URI (pseudo-label or predict output)")
+    p.add_argument("--collection", required=True, help="collection with gt/ beside media/")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def evaluate(args: argparse.Namespace) -> dict | str:
+    from pipeline.evaluate import evaluate_labels, format_table
+
+    result = evaluate_labels(args.labels, args.collection)
+    return result if args.json else format_table(result)
+
+
+def _args_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", required=True, help="label set URI")
+    p.add_argument("--collection", help="collection URI (adds ground truth and IoU)")
+    p.add_argument("--out", help="HTML URI (default: LABELS/report.html)")
+
+
+def report(args: argparse.Namespace) -> str:
+    from pipeline.report import build_report
+
+    return build_report(args.labels, args.collection, args.out)
+
+
+def _args_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo-out", help="folder for everything the demo writes")
+    p.add_argument("--epochs", type=int, default=None, help="classifier epochs (default: config)")
+
+
+def demo(args: argparse.Namespace) -> str:
+    from pipeline.demo import run_demo
+
+    return run_demo(args.out, args.config, args.epochs, args.ray_address)
+
+
+COMMANDS = {
+    "train-classifier": (train_classifier, _args_train_classifier,
+                         "train the multi-label CAM classifier with Ray Train"),
+    "pseudo-label": (pseudo_label, _args_pseudo_label,
+                     "label a collection: decode -> CAM -> refine -> masks + manifest"),
+    "evaluate": (evaluate, _args_evaluate, "score a label set against a collection's ground truth"),
+    "report": (report, _args_report, "write a static HTML report of a label set"),
+    "demo": (demo, _args_demo, "run the whole job on a generated sample collection, locally"),
+}  # fmt: skip

@@ -1,0 +1,149 @@
+"""The only place that wires stages into a Ray Data graph, and runs the pseudo-label job.
+
+items -> decode (tasks) -> CAM (actor pool, GPU where the cluster has one)
+      -> refine (CPU actor pool: image labeller / video relevance + graph cut)
+      -> write masks + manifest parts (tasks) -> manifest.parquet + run.json (driver)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import subprocess
+import time
+from collections import Counter
+from typing import Any
+
+import ray
+from ray.data import ActorPoolStrategy
+
+from pipeline import schema, storage
+from pipeline.collection import Collection, read_collection
+from pipeline.config import flatten
+from pipeline.label_config import AUTO, PseudoLabelConfig, ResourcesConfig, StageResources
+from pipeline.output import (
+    completed_groups, merge_rows, read_previous_rows, status_counts, write_manifest, write_run_json,
+)  # fmt: skip
+from pipeline.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
+
+log = logging.getLogger(__name__)
+
+
+def resolve_resources(res: ResourcesConfig, cluster: dict[str, float]) -> ResourcesConfig:
+    """Replace 'auto' with numbers from the cluster's resources (never the driver's hardware)."""
+    gpus, cpus = float(cluster.get("GPU", 0)), float(cluster.get("CPU", 1))
+    cam_gpus = (1.0 if gpus > 0 else 0.0) if res.cam.num_gpus == AUTO else float(res.cam.num_gpus)
+    cam_actors = res.cam.actors
+    if cam_actors == AUTO:
+        cam_actors = max(1, int(gpus // cam_gpus)) if cam_gpus > 0 else max(1, int(cpus // 8))
+    cam_cpus = res.cam.num_cpus * int(cam_actors)
+    spare = cpus - cam_cpus - res.decode.num_cpus - res.write.num_cpus
+    refine_actors = res.refine.actors
+    if refine_actors == AUTO:
+        refine_actors = max(1, int(spare // res.refine.num_cpus))
+    return dataclasses.replace(
+        res,
+        cam=dataclasses.replace(res.cam, actors=int(cam_actors), num_gpus=cam_gpus),
+        refine=dataclasses.replace(res.refine, actors=int(refine_actors), num_gpus=0.0),
+    )
+
+
+def build_dataset(
+    collection: Collection, model_uri: str | None, out_uri: str, cfg: PseudoLabelConfig,
+    res: ResourcesConfig, skip_groups: frozenset[str],
+) -> ray.data.Dataset:  # fmt: skip
+    rows = [item_row(item) for item in collection.items]
+    items = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 200)))
+    decoded = items.map_batches(
+        decode_batch, fn_kwargs={"cfg": cfg.decode, "skip_groups": skip_groups},
+        batch_size=res.decode.batch_size, num_cpus=res.decode.num_cpus, batch_format="numpy",
+    )  # fmt: skip
+    with_cams = decoded.map_batches(
+        CamStage, fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
+        compute=_pool(res.cam), num_gpus=res.cam.num_gpus, num_cpus=res.cam.num_cpus,
+        batch_size=res.cam.batch_size, batch_format="numpy",
+    )  # fmt: skip
+    refined = with_cams.map_batches(
+        RefineStage, fn_constructor_kwargs={"cfg": cfg}, compute=_pool(res.refine),
+        num_cpus=res.refine.num_cpus, batch_size=res.refine.batch_size, batch_format="numpy",
+    )  # fmt: skip
+    return refined.map_batches(
+        write_batch, fn_kwargs={"out_uri": out_uri, "save_cams": cfg.output.save_cams},
+        batch_size=res.write.batch_size, num_cpus=res.write.num_cpus, batch_format="numpy",
+    )  # fmt: skip
+
+
+def _pool(stage: StageResources) -> ActorPoolStrategy:
+    return ActorPoolStrategy(size=int(stage.actors))
+
+
+def run_pseudo_label(
+    collection_uri: str, model_uri: str | None, out_uri: str, cfg: PseudoLabelConfig
+) -> dict[str, Any]:
+    """Label a collection into out_uri (resuming what an earlier run left); returns run.json."""
+    started = time.time()
+    collection = read_collection(collection_uri, cfg.collection)
+    previous = read_previous_rows(out_uri)
+    skip = completed_groups(previous, cfg.output.retry_failed)
+    todo = [item for item in collection.items if not _all_done(item, skip)]
+    log.info("%d items, %d already done, %d to label", len(collection.items),
+             len(collection.items) - len(todo), len(todo))  # fmt: skip
+    res = resolve_resources(cfg.resources, ray.cluster_resources())
+    seconds, new_rows = Counter(), 0
+    if todo:
+        todo_collection = dataclasses.replace(collection, items=tuple(todo))
+        dataset = build_dataset(todo_collection, model_uri, out_uri, cfg, res, skip)
+        for batch in dataset.iter_batches(batch_size=256, batch_format="numpy"):
+            new_rows += len(batch[schema.ID])
+            for name, column in batch.items():
+                if name.startswith(schema.TIMING_PREFIX):
+                    seconds[name.removeprefix(schema.TIMING_PREFIX)] += float(column.sum())
+    rows = merge_rows(read_previous_rows(out_uri))
+    rows = rows + _lost_rows(collection, rows)
+    write_manifest(out_uri, rows)
+    info = _run_info(collection, model_uri, cfg, res, rows, seconds, started, new_rows)
+    write_run_json(out_uri, info)
+    return info
+
+
+def _all_done(item, skip: frozenset[str]) -> bool:
+    """Images are skipped whole; videos are decoded again and skip their finished windows."""
+    return item.kind != schema.KIND_VIDEO and f"{item.source_index}/{item.id}" in skip
+
+
+def _lost_rows(collection: Collection, rows: list[dict]) -> list[dict]:
+    """Safety net: an input item with no output row at all gets a failed row (nothing silently lost)."""
+    seen = {(r[schema.SOURCE_INDEX], r[schema.ID]) for r in rows}
+    return [
+        {schema.ID: it.id, schema.URI: it.source_uri, schema.KIND: it.kind, schema.TAGS: list(it.tags),
+         schema.FRAME_INDEX: None, schema.STATUS: schema.FAILED,
+         schema.REASON: "no output was produced for this item (lost during processing)",
+         schema.MASK_URI: None, schema.SCORES: "{}", schema.SOURCE_INDEX: it.source_index,
+         schema.GROUP: f"{it.source_index}/{it.id}"}
+        for it in collection.items if (it.source_index, it.id) not in seen
+    ]  # fmt: skip
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=storage.dirname(__file__))  # fmt: skip
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _run_info(collection, model_uri, cfg, res, rows, seconds, started, new_rows) -> dict[str, Any]:
+    return {
+        "collection": collection.root,
+        "model_uri": model_uri,
+        "code_version": code_version(),
+        "config": flatten(cfg),
+        "resources": dataclasses.asdict(res),
+        "items": len(collection.items),
+        "unknown_tags": collection.unknown_tags,
+        "counts": status_counts(rows),
+        "rows_this_run": new_rows,
+        "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "wall_seconds": round(time.time() - started, 2),
+    }

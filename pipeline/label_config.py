@@ -1,0 +1,80 @@
+"""The pseudo-label command's config: one frozen dataclass per stage, composed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.cam import CamConfig
+from pipeline.collection import CollectionConfig
+from pipeline.decode import DecodeConfig
+from pipeline.refine.image_labeller import ImageLabelConfig
+from pipeline.video.relevance import RelevanceConfig
+from pipeline.video.segment import VideoSegConfig
+from pipeline.video.shots import ShotConfig
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """Ray resources of one stage; 'auto' is resolved from the cluster's resources."""
+
+    actors: int | str = AUTO  # actor-pool size (actor stages only)
+    num_gpus: float | str = 0.0  # GPUs per actor; 'auto' = 1 when the cluster has GPUs, else 0
+    num_cpus: float = (
+        1.0  # logical CPUs per task/actor (fractions keep small nodes from deadlocking)
+    )
+    batch_size: int = 4  # rows per batch (a row is an image or a window of video frames)
+
+
+def _decode() -> StageResources:
+    return StageResources(actors=1, num_cpus=0.25, batch_size=4)
+
+
+def _cam() -> StageResources:
+    return StageResources(num_gpus=AUTO, num_cpus=1.0, batch_size=8)
+
+
+def _refine() -> StageResources:
+    return StageResources(num_cpus=0.5, batch_size=1)
+
+
+def _write() -> StageResources:
+    return StageResources(actors=1, num_cpus=0.25, batch_size=8)
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    decode: StageResources = field(default_factory=_decode)  # Ray tasks
+    cam: StageResources = field(default_factory=_cam)  # actor pool, GPU where the cluster has one
+    refine: StageResources = field(default_factory=_refine)  # CPU actor pool (CRF, graph cuts)
+    write: StageResources = field(default_factory=_write)  # Ray tasks
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    mode: str = "graph"  # "crf": per-frame image labeller; "graph": spatio-temporal min-cut; "both"
+    shots: ShotConfig = field(default_factory=ShotConfig)
+    relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
+    segment: VideoSegConfig = field(default_factory=VideoSegConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("crf", "graph", "both"):
+            raise ValueError(f"video.mode must be crf, graph or both, not {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    retry_failed: bool = True  # a rerun retries failed items (labelled/filtered ones are skipped)
+    save_cams: bool = True  # write cams/<id>.png heatmaps of images for the report
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    cam: CamConfig = field(default_factory=CamConfig)
+    image: ImageLabelConfig = field(default_factory=ImageLabelConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)

@@ -1,0 +1,88 @@
+"""Per-item labelling: an image, or a window of video frames, from frames + CAMs to masks.
+
+Pure functions composing the stage cores; the Ray adapters in `stages.py` call these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline import schema
+from pipeline.label_config import VideoConfig
+from pipeline.refine.image_labeller import ImageLabelConfig, label_image
+from pipeline.video.relevance import relevant_frames
+from pipeline.video.segment import segment_video
+from pipeline.video.shots import split_shots
+
+
+@dataclass(frozen=True)
+class FrameLabel:
+    """The outcome for one image or video frame."""
+
+    status: str
+    reason: str | None
+    mask: np.ndarray | None  # HxW uint8, IGNORE = 255; None unless labelled
+
+
+def label_image_item(
+    image: np.ndarray, cam: np.ndarray | None, tag_ids: list[int], cfg: ImageLabelConfig
+) -> FrameLabel:
+    """image HxWx3 uint8 RGB, cam Kxhxw float32 in [0,1] or None -> one labelled FrameLabel."""
+    return FrameLabel(schema.LABELLED, None, label_image(image, cam, tag_ids, cfg))
+
+
+def label_video_window(
+    frames: np.ndarray,
+    cams: np.ndarray | None,
+    scores: np.ndarray | None,
+    tag_ids: list[int],
+    cfg: VideoConfig,
+    image_cfg: ImageLabelConfig,
+) -> list[FrameLabel]:
+    """frames TxHxWx3 uint8 RGB; cams TxKxhxw float32 in [0,1] or None; scores TxK float32 or None.
+
+    Frames judged irrelevant to the tags become `filtered` with the relevance reason; the kept ones
+    are segmented by the graph path, the per-frame labeller, or both (cfg.mode).
+    """
+    frame_list = list(frames)
+    shot_ids = split_shots(frame_list, cfg.shots)
+    keep, reasons = _relevance(scores, shot_ids, tag_ids, cfg)
+    cam_list = None if cams is None or cams.shape[1] == 0 else list(cams)
+    if cfg.mode == "crf" or not tag_ids:
+        masks = [
+            label_image(f, None if cam_list is None else cam_list[t], tag_ids, image_cfg)
+            if keep[t] else None
+            for t, f in enumerate(frame_list)
+        ]  # fmt: skip
+    else:
+        masks = segment_video(frame_list, cam_list, tag_ids, keep, shot_ids, cfg.segment)
+        if cfg.mode == "both":
+            masks = [_agree_with_crf(f, m, tag_ids, image_cfg) for f, m in zip(frame_list, masks)]
+    return [
+        FrameLabel(schema.LABELLED, None, m) if keep[t]
+        else FrameLabel(schema.FILTERED, reasons[t], None)
+        for t, m in enumerate(masks)
+    ]  # fmt: skip
+
+
+def _relevance(
+    scores: np.ndarray | None, shot_ids: np.ndarray, tag_ids: list[int], cfg: VideoConfig
+) -> tuple[np.ndarray, list[str | None]]:
+    """Every frame is kept when there is no classifier score or the video is a negative."""
+    if scores is None or not tag_ids or scores.shape[1] == 0:
+        return np.ones(len(shot_ids), bool), [None] * len(shot_ids)
+    return relevant_frames(scores.max(axis=1).astype(np.float32), shot_ids, cfg.relevance)
+
+
+def _agree_with_crf(
+    frame: np.ndarray, graph_mask: np.ndarray | None, tag_ids: list[int], cfg: ImageLabelConfig
+) -> np.ndarray | None:
+    """'both' mode: pixels where the graph cut and the per-frame labeller disagree become ignore."""
+    if graph_mask is None:
+        return None
+    crf_mask = label_image(frame, None, tag_ids, cfg)
+    merged = graph_mask.copy()
+    merged[(crf_mask != graph_mask) & (crf_mask != schema.IGNORE)] = schema.IGNORE
+    return merged

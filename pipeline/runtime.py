@@ -1,0 +1,53 @@
+"""Connect to Ray: a cluster when an address is given (or RAY_ADDRESS is set), else a local Ray."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import ray
+
+log = logging.getLogger(__name__)
+
+LOCAL_MIN_CPUS = 3
+
+# Environment handed to Ray workers so that S3 and MLflow settings reach them (values never logged).
+FORWARDED_ENV = (
+    "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "WEBSEG_IO_RETRIES",
+    "WEBSEG_IO_RETRY_DELAY",
+)  # fmt: skip
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start or join Ray once per process; a local Ray gets the driver's S3/MLflow environment."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    job_env = _job_env_vars()
+    # inside a submitted job, Ray refuses a ray.init env var that the job's runtime env also sets
+    env = {n: os.environ[n] for n in FORWARDED_ENV if n in os.environ and n not in job_env}
+    if address:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+        log.info("connected to Ray at %s", address)
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # A local Ray gets at least LOCAL_MIN_CPUS logical CPUs so that the CAM and refine actor pools
+    # and the decode/write tasks all get a slot on a 2-core laptop (see docs: actor-pool deadlock).
+    num_cpus = num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_CPUS)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env},
+             configure_logging=True, logging_level=logging.WARNING)  # fmt: skip
+    log.info("started a local Ray with %s CPUs", ray.cluster_resources().get("CPU"))
+
+
+def _job_env_vars() -> dict[str, str]:
+    """env_vars of the runtime env of the Ray job this driver runs in ({} outside a job)."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return {}
+    try:
+        return dict((json.loads(raw).get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError):
+        return {}

@@ -1,0 +1,21 @@
+"""The whole WebSeg config: one section per command, each a frozen dataclass (YAML: same keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config import load_config
+from pipeline.label_config import PseudoLabelConfig
+from pipeline.train.classifier import ClassifierTrainConfig
+
+
+@dataclass(frozen=True)
+class WebSegConfig:
+    pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    classifier: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
+
+
+def load_settings(uri: str | None, overrides: dict[str, Any] | None = None) -> WebSegConfig:
+    """The config from a YAML file (unknown keys rejected) with dotted-key overrides on top."""
+    return load_config(WebSegConfig, uri, overrides)

@@ -1,0 +1,180 @@
+"""Thin Ray Data adapters: one callable per stage, heavy state in __init__, one core call per row.
+
+Rows are images (a 1-frame stack) or windows of video frames; see `pipeline.schema` for columns.
+A row that has failed passes through every later stage untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from pipeline import schema
+from pipeline.cam import CamConfig, compute_cams
+from pipeline.collection import Item
+from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
+from pipeline.label_config import PseudoLabelConfig
+from pipeline.labelling import label_image_item, label_video_window
+from pipeline.output import LabelWriter
+from pipeline.rows import dumps, iter_rows, loads, to_batch
+
+TENSORS = (schema.FRAMES, schema.CAM, schema.TAG_SCORES, schema.MASKS)
+PLACEHOLDER = np.zeros((1, 1, 1, 3), np.uint8)
+
+
+def item_row(item: Item) -> dict[str, Any]:
+    """The decode stage's input row for one collection item."""
+    return {
+        schema.ID: item.id, schema.URI: item.uri, schema.SOURCE_URI: item.source_uri,
+        schema.KIND: item.kind or "", schema.TAGS: dumps(list(item.tags)),
+        schema.TAG_IDS: dumps(list(item.tag_ids)), schema.SOURCE_INDEX: item.source_index,
+        schema.REASON: item.error or "",
+    }  # fmt: skip
+
+
+def _decoded(row: dict, window: int, indices: list[int], frames: np.ndarray, failure: str = ""):
+    suffix = f"#{window:04d}" if row[schema.KIND] == schema.KIND_VIDEO else ""
+    return {
+        **row,
+        schema.GROUP: f"{row[schema.SOURCE_INDEX]}/{row[schema.ID]}{suffix}",
+        schema.STATUS: schema.FAILED if failure else "",
+        schema.REASON: failure,
+        schema.FRAME_INDICES: dumps(indices),
+        schema.FRAMES: frames,
+    }
+
+
+def decode_rows(row: dict, cfg: DecodeConfig, skip_groups: frozenset[str]) -> list[dict]:
+    """One item row -> decoded rows (an image, or one row per window of sampled video frames)."""
+    row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+    if row[schema.REASON]:
+        return [_decoded(row, 0, [schema.NO_FRAME], PLACEHOLDER, row[schema.REASON])]
+    try:
+        if row[schema.KIND] == schema.KIND_IMAGE:
+            return [_decoded(row, 0, [schema.NO_FRAME], read_image(row[schema.URI], cfg)[None])]
+        return _video_windows(row, cfg, skip_groups)
+    except FileNotFoundError:
+        return [_decoded(row, 0, [schema.NO_FRAME], PLACEHOLDER, "file not found")]
+    except (DecodeError, OSError) as error:
+        return [_decoded(row, 0, [schema.NO_FRAME], PLACEHOLDER, str(error) or repr(error))]
+
+
+def _video_windows(row: dict, cfg: DecodeConfig, skip_groups: frozenset[str]) -> list[dict]:
+    windows, indices, frames = [], [], []
+    for frame_index, frame in read_video_frames(row[schema.URI], cfg):
+        indices.append(frame_index)
+        frames.append(frame)
+        if len(frames) == cfg.window_frames:
+            windows.append(_decoded(row, len(windows), indices, np.stack(frames)))
+            indices, frames = [], []
+    if frames:
+        windows.append(_decoded(row, len(windows), indices, np.stack(frames)))
+    return [w for w in windows if w[schema.GROUP] not in skip_groups]
+
+
+def decode_batch(
+    batch: dict[str, np.ndarray], cfg: DecodeConfig, skip_groups: frozenset[str] = frozenset()
+) -> dict[str, np.ndarray]:
+    """Ray Data task: item rows -> decoded rows."""
+    rows = []
+    for row in iter_rows(batch):
+        started = time.perf_counter()
+        decoded = decode_rows(row, cfg, skip_groups)
+        seconds = time.perf_counter() - started
+        rows.extend({**r, f"{schema.TIMING_PREFIX}decode": seconds} for r in decoded)
+    return to_batch(rows, TENSORS)
+
+
+class CamStage:
+    """Actor: loads the classifier once; adds CAMs (TxKxhxw) and tag scores (TxK) to each row."""
+
+    def __init__(self, model_uri: str | None, cfg: CamConfig):
+        from pipeline.checkpoint import load_classifier  # torch import stays inside the actor
+
+        self.cfg = cfg
+        self.device = _device()
+        self.model = None
+        if model_uri:
+            self.model, _, _ = load_classifier(model_uri, device=self.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = []
+        for row in iter_rows(batch):
+            started = time.perf_counter()
+            row[schema.CAM], row[schema.TAG_SCORES] = self._cams(row)
+            row[f"{schema.TIMING_PREFIX}cam"] = time.perf_counter() - started
+            rows.append(row)
+        return to_batch(rows, TENSORS)
+
+    def _cams(self, row: dict) -> tuple[np.ndarray, np.ndarray]:
+        frames, tag_ids = row[schema.FRAMES], loads(row[schema.TAG_IDS])
+        if self.model is None or row[schema.STATUS] == schema.FAILED:
+            return np.zeros((len(frames), 0, 1, 1), np.float32), np.zeros(
+                (len(frames), 0), np.float32
+            )
+        cams, scores = compute_cams(self.model, list(frames), [tag_ids] * len(frames), self.cfg,
+                                    device=self.device)  # fmt: skip
+        return np.stack(cams).astype(np.float32), np.stack(scores).astype(np.float32)
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class RefineStage:
+    """CPU actor: CAMs -> masks (image labeller, or relevance + graph cut for a video window)."""
+
+    def __init__(self, cfg: PseudoLabelConfig):
+        self.cfg = cfg
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = []
+        for row in iter_rows(batch):
+            started = time.perf_counter()
+            if row[schema.STATUS] != schema.FAILED:
+                row = self._refine(row)
+            row[f"{schema.TIMING_PREFIX}refine"] = time.perf_counter() - started
+            row.setdefault(schema.MASKS, np.zeros((1, 1, 1), np.uint8))
+            row.setdefault(schema.FRAME_STATUS, dumps([schema.FAILED]))
+            row.setdefault(schema.FRAME_REASONS, dumps([row[schema.REASON]]))
+            row.pop(schema.FRAMES)
+            rows.append(row)
+        return to_batch(rows, TENSORS)
+
+    def _refine(self, row: dict) -> dict:
+        frames, tag_ids = row[schema.FRAMES], loads(row[schema.TAG_IDS])
+        cams = row[schema.CAM] if row[schema.CAM].shape[1] else None
+        if row[schema.KIND] == schema.KIND_IMAGE:
+            labels = [label_image_item(frames[0], None if cams is None else cams[0], tag_ids,
+                                       self.cfg.image)]  # fmt: skip
+        else:
+            scores = row[schema.TAG_SCORES] if cams is not None else None
+            labels = label_video_window(
+                frames, cams, scores, tag_ids, self.cfg.video, self.cfg.image
+            )
+        height, width = frames.shape[1:3]
+        masks = [lab.mask if lab.mask is not None else np.zeros((height, width), np.uint8)
+                 for lab in labels]  # fmt: skip
+        row[schema.MASKS] = np.stack(masks)
+        row[schema.FRAME_STATUS] = dumps([lab.status for lab in labels])
+        row[schema.FRAME_REASONS] = dumps([lab.reason for lab in labels])
+        return row
+
+
+def write_batch(
+    batch: dict[str, np.ndarray], out_uri: str, save_cams: bool
+) -> dict[str, np.ndarray]:
+    """Ray Data task: writes masks (and image CAMs) atomically, then the batch's manifest part;
+    emits one manifest row per frame."""
+    writer = LabelWriter(out_uri, save_cams)
+    started = time.perf_counter()
+    rows = [out for row in iter_rows(batch) for out in writer.frame_rows(row)]
+    writer.write_part(rows)
+    seconds = (time.perf_counter() - started) / max(1, len(rows))
+    for row in rows:
+        row[f"{schema.TIMING_PREFIX}write"] = seconds
+    return to_batch(rows)
