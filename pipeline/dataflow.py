@@ -53,7 +53,8 @@ def build_dataset(
     res: ResourcesConfig, skip_groups: frozenset[str],
 ) -> ray.data.Dataset:  # fmt: skip
     rows = [item_row(item) for item in collection.items]
-    items = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 200)))
+    blocks = max(1, min(len(rows) // max(1, res.decode.batch_size), 1000))
+    items = ray.data.from_items(rows, override_num_blocks=blocks)
     decoded = items.map_batches(
         decode_batch, fn_kwargs={"cfg": cfg.decode, "skip_groups": skip_groups},
         batch_size=res.decode.batch_size, num_cpus=res.decode.num_cpus, batch_format="numpy",

@@ -28,11 +28,11 @@ class StageResources:
 
 
 def _decode() -> StageResources:
-    return StageResources(actors=1, num_cpus=0.25, batch_size=4)
+    return StageResources(actors=1, num_cpus=0.25, batch_size=2)
 
 
 def _cam() -> StageResources:
-    return StageResources(num_gpus=AUTO, num_cpus=1.0, batch_size=8)
+    return StageResources(num_gpus=AUTO, num_cpus=1.0, batch_size=4)
 
 
 def _refine() -> StageResources:

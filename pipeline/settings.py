@@ -19,3 +19,24 @@ class WebSegConfig:
 def load_settings(uri: str | None, overrides: dict[str, Any] | None = None) -> WebSegConfig:
     """The config from a YAML file (unknown keys rejected) with dotted-key overrides on top."""
     return load_config(WebSegConfig, uri, overrides)
+
+
+def default_yaml() -> str:
+    """Every config key with its default, as YAML (configs/default.yaml is this output)."""
+    import dataclasses
+
+    import yaml
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    header = "# WebSeg defaults: `python -m pipeline.settings > configs/default.yaml` regenerates this.\n"
+    return header + yaml.safe_dump(plain(dataclasses.asdict(WebSegConfig())), sort_keys=False)
+
+
+if __name__ == "__main__":
+    print(default_yaml(), end="")
