@@ -1,0 +1,144 @@
+"""Class activation maps and class scores from a CamClassifier (torch; no Ray, no I/O).
+
+Images of any size are resized to a fixed short side (aspect kept); images that end up the same size
+(frames of one video, typically) run through the network together. Maps from several scales and the
+horizontal flip are brought to the scale-1 feature resolution and averaged.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.models.classifier import CamClassifier, normalize
+
+
+@dataclass(frozen=True)
+class CamConfig:
+    input_size: int = 320  # short side in pixels the image is resized to at scale 1.0
+    scales: tuple[float, ...] = (1.0,)  # multi-scale inference: e.g. (0.5, 1.0, 1.5, 2.0) as in IRN
+    flip: bool = True  # also run the horizontally flipped image and average
+    batch_size: int = 8  # images per forward pass (same-size images only)
+    max_long_side: int = 1280  # cap on the long side at scale 1.0 (very wide panoramas)
+
+
+def working_size(height: int, width: int, cfg: CamConfig, scale: float = 1.0) -> tuple[int, int]:
+    """(h, w) the image is resized to: short side input_size * scale, aspect kept."""
+    factor = cfg.input_size / min(height, width)
+    factor = min(factor, cfg.max_long_side / max(height, width)) * scale
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def _feature_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
+    return -(-size[0] // stride), -(-size[1] // stride)
+
+
+def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(batch.shape[-2:]) == tuple(size):
+        return batch
+    return F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+@torch.inference_mode()
+def _maps_and_logits(
+    model: CamClassifier, images: np.ndarray, cfg: CamConfig, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over scales/flips,
+    and logits (B, C) averaged over them; h, w = the scale-1 feature size."""
+    x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device))
+    base = working_size(images.shape[1], images.shape[2], cfg)
+    out_size = _feature_size(base, model.backbone.output_stride)
+    maps_sum, logits_sum, runs = None, None, 0
+    for scale in cfg.scales:
+        scaled = _resize(x, working_size(images.shape[1], images.shape[2], cfg, scale))
+        inputs = torch.cat([scaled, scaled.flip(-1)]) if cfg.flip else scaled
+        raw = model.cams(inputs)
+        logits = model.pool(raw)
+        maps = _resize(F.relu(raw), out_size)
+        if cfg.flip:
+            half = len(scaled)
+            maps = maps[:half] + maps[half:].flip(-1)
+            logits = logits[:half] + logits[half:]
+        maps_sum = maps if maps_sum is None else maps_sum + maps
+        logits_sum = logits if logits_sum is None else logits_sum + logits
+        runs += 2 if cfg.flip else 1
+    return maps_sum, logits_sum / runs
+
+
+def _batches(images: list[np.ndarray], batch_size: int) -> list[list[int]]:
+    """Indices of images grouped by shape, in chunks of at most batch_size."""
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for index, image in enumerate(images):
+        groups[image.shape].append(index)
+    return [
+        indices[start : start + batch_size]
+        for indices in groups.values()
+        for start in range(0, len(indices), batch_size)
+    ]
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
+
+
+def compute_cams(
+    model: CamClassifier,
+    images: list[np.ndarray],
+    tag_ids: list[list[int]],
+    cfg: CamConfig,
+    device: str = "cpu",
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """CAMs of each image's tags.
+
+    images: N arrays HxWx3 uint8 RGB (any sizes); tag_ids: per image the label-space indices (1..C,
+    0 = background is not a tag) of its tags.
+    Returns (cams, scores): cams[i] is K x h x w float32 in [0, 1] with K = len(tag_ids[i]), each
+    map ReLU'd and divided by its own max (all zeros when the class never fires); h, w = the scale-1
+    feature resolution (short side about input_size / output_stride, aspect kept; callers resize).
+    scores[i] is (K,) float32: the sigmoid probability of each tag. No tags: a 0 x h x w array and
+    an empty score array.
+    """
+    if len(images) != len(tag_ids):
+        raise ValueError(f"{len(images)} images but {len(tag_ids)} tag lists")
+    model.eval()
+    cams: list[np.ndarray | None] = [None] * len(images)
+    scores: list[np.ndarray | None] = [None] * len(images)
+    for indices in _batches(images, cfg.batch_size):
+        for image in (images[i] for i in indices):
+            _check_image(image)
+        maps, logits = _maps_and_logits(model, np.stack([images[i] for i in indices]), cfg, device)
+        for row, index in enumerate(indices):
+            _check_tags(tag_ids[index], maps.shape[1])
+            channels = torch.tensor([t - 1 for t in tag_ids[index]], dtype=torch.long).to(
+                maps.device
+            )
+            selected = maps[row].index_select(0, channels)
+            peak = selected.flatten(1).amax(dim=1).clamp_min(1e-5).view(-1, 1, 1)
+            cams[index] = (selected / peak).float().cpu().numpy()
+            scores[index] = torch.sigmoid(logits[row, channels]).float().cpu().numpy()
+    return cams, scores  # type: ignore[return-value]
+
+
+def _check_tags(tags: list[int], num_classes: int) -> None:
+    bad = [t for t in tags if not 1 <= t <= num_classes]
+    if bad:
+        raise ValueError(f"tag ids {bad} outside 1..{num_classes} (0 = background is not a tag)")
+
+
+def class_scores(
+    model: CamClassifier, images: list[np.ndarray], cfg: CamConfig, device: str = "cpu"
+) -> np.ndarray:
+    """N x C float32 sigmoid probabilities of ALL foreground classes (column c = label c + 1)."""
+    model.eval()
+    out = np.zeros((len(images), model.cfg.num_classes), dtype=np.float32)
+    for indices in _batches(images, cfg.batch_size):
+        for image in (images[i] for i in indices):
+            _check_image(image)
+        _, logits = _maps_and_logits(model, np.stack([images[i] for i in indices]), cfg, device)
+        out[indices] = torch.sigmoid(logits).float().cpu().numpy()
+    return out

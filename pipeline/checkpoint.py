@@ -1,0 +1,105 @@
+"""Model checkpoints: one torch file per model, on a local path or s3://, written atomically.
+
+Layout: {"model_config": asdict(ModelConfig), "state_dict": ..., "classes": [label space],
+...extra}.
+A uri without a `.pt`/`.pth` suffix names a folder holding `model.pt`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline import storage
+from pipeline.models.backbone import LoadReport, load_backbone_state
+from pipeline.models.classifier import CamClassifier, ModelConfig
+
+MODEL_FILE = "model.pt"
+
+
+def model_file_uri(uri: str) -> str:
+    """The file a checkpoint uri names: itself when it ends in .pt/.pth, else uri/model.pt."""
+    return uri if uri.rstrip("/").endswith((".pt", ".pth")) else storage.join(uri, MODEL_FILE)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / DataParallel wrappers."""
+    return getattr(model, "module", model)
+
+
+def save_model(
+    model: nn.Module,
+    model_cfg: Any,
+    uri: str,
+    classes: list[str] | tuple[str, ...] | None = None,
+    extra: dict | None = None,
+) -> str:
+    """Write one checkpoint file (atomic) and return its uri. model_cfg is a dataclass."""
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    payload = {
+        **(extra or {}),
+        "model_config": asdict(model_cfg),
+        "state_dict": state,
+        "classes": list(classes) if classes is not None else None,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    target = model_file_uri(uri)
+    storage.write_bytes(target, buffer.getvalue())
+    return target
+
+
+def load_payload(uri: str, device: str = "cpu") -> dict:
+    """The raw checkpoint dict (tensors on device). Only tensors and plain data are unpickled."""
+    data = storage.read_bytes(model_file_uri(uri))
+    return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+
+
+def config_from_dict(data: dict) -> ModelConfig:
+    """ModelConfig from a saved dict; keys this version does not know are ignored."""
+    known = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in data.items() if k in known})
+
+
+def load_classifier(
+    uri: str, device: str = "cpu"
+) -> tuple[CamClassifier, ModelConfig, tuple[str, ...]]:
+    """(model in eval mode on device, its config, its label space incl. background)."""
+    payload = load_payload(uri, device)
+    cfg = config_from_dict(payload["model_config"])
+    model = CamClassifier(cfg)
+    model.load_state_dict(payload["state_dict"])
+    classes = tuple(payload.get("classes") or ())
+    return model.to(device).eval(), cfg, classes
+
+
+def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
+    """Tensors of a user-supplied weights file: a bare state dict or one under state_dict/model."""
+    with storage.local_copy(uri) as path:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(payload, dict) and isinstance(payload.get(key), dict):
+            payload = payload[key]
+            break
+    if not isinstance(payload, dict):
+        raise ValueError(f"{uri}: expected a state dict, got {type(payload).__name__}")
+    return payload
+
+
+def load_pretrained_backbone(
+    model: CamClassifier, uri: str, min_fraction: float = 0.5
+) -> LoadReport:
+    """Load a pretrained ResNet (e.g. torchvision's resnet50 weights) into model.backbone.
+
+    Raises ValueError when less than min_fraction of the backbone's tensors were found: a
+    wrong depth or width is a configuration error, not something to train through silently.
+    """
+    report = load_backbone_state(model.backbone, read_state_dict(uri))
+    total = len(report.loaded) + len(report.missing)
+    if total == 0 or len(report.loaded) / total < min_fraction:
+        raise ValueError(f"pretrained weights {uri} do not fit the backbone: {report.summary()}")
+    return report

@@ -1,0 +1,87 @@
+"""Multi-label CAM classifier: ResNet backbone + 1x1 conv class head, pooled to image logits.
+
+The head is a bias-free 1x1 convolution applied to the feature map, so the class activation maps are
+the head's output before pooling (Zhou et al., CVPR 2016); pooling them gives the image logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from pipeline.models.backbone import ResNet, build_backbone
+
+# ImageNet statistics: what user-supplied pretrained ResNets expect.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    depth: int = 18  # ResNet depth: 18/34 (basic blocks) or 50/101 (bottlenecks)
+    width: int = 32  # base width; 64 is the standard ResNet, 32 a half-width net for CPUs
+    output_stride: int = 16  # 32, 16 or 8 (dilated last stages): CAM resolution vs cost
+    num_classes: int = 20  # foreground classes = len(label space) - 1
+    pooling: Literal["gap", "lse", "gwrp"] = "gap"  # how CAMs pool into image logits
+    lse_r: float = 5.0  # log-sum-exp sharpness: small -> mean, large -> max
+    gwrp_decay: float = 0.996  # global weighted rank pooling decay (Kolesnikov & Lampert, 2016)
+    dropout: float = 0.0  # dropout on features before the head, training only
+
+
+class CamClassifier(nn.Module):
+    """forward: (B, 3, H, W) normalised float -> logits (B, C); cams: -> raw maps (B, C, h, w)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone: ResNet = build_backbone(cfg)
+        self.dropout = nn.Dropout2d(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.classifier = nn.Conv2d(self.backbone.out_channels, cfg.num_classes, 1, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.01)
+
+    def cams(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw (not ReLU'd) class activation maps, (B, C, ceil(H/os), ceil(W/os)) float."""
+        return self.classifier(self.dropout(self.backbone(x)))
+
+    def pool(self, cams: torch.Tensor) -> torch.Tensor:
+        """Raw maps (B, C, h, w) -> logits (B, C) by the configured pooling."""
+        return pool_maps(cams, self.cfg.pooling, self.cfg.lse_r, self.cfg.gwrp_decay)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.cams(x))
+
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone parameters, head parameters): pretrained backbones train at a lower rate."""
+        return list(self.backbone.parameters()), list(self.classifier.parameters())
+
+
+def pool_maps(
+    maps: torch.Tensor, pooling: str, lse_r: float = 5.0, decay: float = 0.996
+) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C). gap: mean; lse: (1/r) log mean exp(r x); gwrp: rank-weighted mean."""
+    flat = maps.flatten(2)
+    if pooling == "gap":
+        return flat.mean(dim=2)
+    if pooling == "lse":
+        count = torch.log(torch.tensor(float(flat.shape[2]), device=flat.device, dtype=flat.dtype))
+        return (torch.logsumexp(lse_r * flat, dim=2) - count) / lse_r
+    if pooling == "gwrp":
+        ranked = flat.sort(dim=2, descending=True).values
+        weights = decay ** torch.arange(flat.shape[2], device=flat.device, dtype=flat.dtype)
+        return (ranked * weights).sum(dim=2) / weights.sum()
+    raise ValueError(f"unknown pooling {pooling!r} (gap, lse, gwrp)")
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float32 normalised with the ImageNet statistics."""
+    return normalize_float(images.permute(0, 3, 1, 2).float().div_(255.0))
+
+
+def normalize_float(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float in [0, 1] -> normalised with the ImageNet statistics."""
+    mean = torch.tensor(MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,1 @@
+"""Ray Train loops: the CAM classifier (classifier.py) and, later, the segmenter."""

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline.cam import CamConfig, class_scores, compute_cams, working_size
+from pipeline.models.classifier import CamClassifier, ModelConfig
+
+CFG = CamConfig(input_size=64, scales=(1.0,), flip=False, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    net = CamClassifier(ModelConfig(depth=18, width=8, output_stride=16, num_classes=4))
+    with torch.no_grad():  # a random head: make every class fire somewhere
+        net.classifier.weight.normal_(std=1.0)
+    return net.eval()
+
+
+def _image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_working_size_keeps_aspect():
+    assert working_size(100, 200, CFG) == (64, 128)
+    assert working_size(300, 150, CFG, scale=0.5) == (64, 32)
+
+
+def test_cam_shapes_ranges_and_scores(model):
+    images = [_image(50, 100), _image(80, 80, 1), _image(50, 100, 2)]
+    cams, scores = compute_cams(model, images, [[1, 3], [2], []], CFG)
+    assert cams[0].shape == (2, 4, 8) and cams[1].shape == (1, 4, 4) and cams[2].shape == (0, 4, 8)
+    assert all(c.dtype == np.float32 for c in cams)
+    for cam in cams[:2]:
+        assert cam.min() >= 0 and cam.max() <= 1 + 1e-6
+        peaks = cam.reshape(len(cam), -1).max(axis=1)  # 1, or 0 where the class never fires
+        assert np.all(np.isclose(peaks, 1.0, atol=1e-5) | (peaks == 0))
+    assert np.isclose(cams[0].max(), 1.0, atol=1e-5)
+    assert scores[0].shape == (2,) and scores[2].shape == (0,)
+    assert all(((s >= 0) & (s <= 1)).all() for s in scores)
+
+
+def test_tag_scores_match_class_scores(model):
+    images = [_image(64, 64, 3), _image(64, 96, 4)]
+    _, scores = compute_cams(model, images, [[1, 4], [2]], CFG)
+    all_scores = class_scores(model, images, CFG)
+    assert all_scores.shape == (2, 4) and all_scores.dtype == np.float32
+    assert np.allclose(scores[0], all_scores[0, [0, 3]], atol=1e-5)
+    assert np.allclose(scores[1], all_scores[1, [1]], atol=1e-5)
+
+
+def test_batching_does_not_change_results(model):
+    images = [_image(64, 64, s) for s in range(5)]
+    tags = [[1, 2]] * 5
+    one, _ = compute_cams(model, images, tags, CamConfig(input_size=64, flip=False, batch_size=1))
+    many, _ = compute_cams(model, images, tags, CamConfig(input_size=64, flip=False, batch_size=5))
+    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(one, many, strict=True))
+
+
+def test_flip_makes_cams_mirror_symmetric(model):
+    image = _image(64, 96, 5)
+    cfg = CamConfig(input_size=64, flip=True)
+    cam, _ = compute_cams(model, [image], [[1, 2, 3]], cfg)
+    cam_mirror, _ = compute_cams(model, [image[:, ::-1].copy()], [[1, 2, 3]], cfg)
+    assert np.allclose(cam[0], cam_mirror[0][:, :, ::-1], atol=1e-4)
+    plain, _ = compute_cams(model, [image], [[1, 2, 3]], CFG)
+    assert not np.allclose(cam[0], plain[0], atol=1e-3)
+
+
+def test_multiscale_keeps_the_scale_one_resolution(model):
+    image = _image(60, 90, 6)
+    cfg = CamConfig(input_size=64, scales=(0.5, 1.0, 1.5), flip=True)
+    cams, scores = compute_cams(model, [image], [[2]], cfg)
+    single, _ = compute_cams(model, [image], [[2]], CFG)
+    assert cams[0].shape == single[0].shape == (1, 4, 6)
+    assert 0 <= scores[0][0] <= 1
+
+
+def test_bad_inputs_are_refused(model):
+    with pytest.raises(ValueError, match="outside"):
+        compute_cams(model, [_image(32, 32)], [[0]], CFG)
+    with pytest.raises(ValueError, match="uint8"):
+        compute_cams(model, [np.zeros((32, 32), np.uint8)], [[1]], CFG)
+    with pytest.raises(ValueError, match="tag lists"):
+        compute_cams(model, [_image(32, 32)], [], CFG)
