@@ -1,0 +1,162 @@
+"""Image pseudo-label quality of ``pipeline.refine.image_labeller`` on a collection with gt/.
+
+Runs ``label_image`` on every image item of the collection for each method and CAM source and
+prints mIoU (21-class confusion matrix summed over all images; gt 255 excluded; predicted 255
+counted as background; classes with an empty union skipped), horse and person IoU, coverage
+(share of pixels not 255), wall and CPU seconds per image. Only this script reads gt/.
+
+    .venv/bin/python benchmarks/image_quality.py --collection ../shared/data/dev \
+        --methods cam_crf objectness dsrg --cams none centre
+
+CAM sources (no classifier exists yet, and none may look at gt): ``none`` passes cam=None;
+``centre`` is a crude CAM, the same centre prior for every tag: it exercises the CAM path but
+cannot tell tags apart (OpenCV 5 headless has no HOG/cascade detector for a class-aware one).
+Add ``--set objectness.cam_weight=0.5`` style overrides to try other settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.refine.image_labeller import METHODS, ImageLabelConfig, label_image
+from pipeline.refine.saliency import centre_prior
+from pipeline.schema import IGNORE, VOC_CLASSES
+
+N_CLASSES = len(VOC_CLASSES)
+
+
+def load_items(root: Path) -> list[dict]:
+    """Image items of the manifest, with tag ids from classes.json (or VOC)."""
+    names = (
+        json.loads((root / "classes.json").read_text())
+        if (root / "classes.json").exists()
+        else VOC_CLASSES
+    )
+    index = {n: i for i, n in enumerate(names)}
+    items = [
+        json.loads(line)
+        for line in (root / "manifest.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    items = [it for it in items if it.get("kind", "image") == "image"]
+    for it in items:
+        it["tag_ids"] = [index[t] for t in it["tags"] if t in index]
+    return items
+
+
+def centre_cam(image: np.ndarray, n_tags: int) -> np.ndarray:
+    """Crude gt-free CAM: the same centre prior for every tag (exercises the CAM path only)."""
+    return np.repeat(centre_prior(*image.shape[:2], 0.15)[None], n_tags, 0)
+
+
+def confusion(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    valid = gt != IGNORE
+    p = np.where(pred == IGNORE, 0, pred)[valid].astype(np.int64)
+    return np.bincount(gt[valid].astype(np.int64) * N_CLASSES + p, minlength=N_CLASSES**2).reshape(
+        N_CLASSES, N_CLASSES
+    )
+
+
+def scores(conf: np.ndarray) -> tuple[float, np.ndarray]:
+    inter = np.diag(conf).astype(float)
+    union = conf.sum(0) + conf.sum(1) - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+    return float(np.nanmean(iou)), iou
+
+
+def score_item(job: tuple[Path, dict, ImageLabelConfig, str]) -> tuple:
+    """Label one item -> (confusion matrix, non-ignore pixels, pixels, (wall s, CPU s))."""
+    root, it, cfg, cam_source = job
+    image = cv2.cvtColor(cv2.imread(str(root / it["uri"])), cv2.COLOR_BGR2RGB)
+    gt = cv2.imread(str(root / "gt" / f"{it['id']}.png"), cv2.IMREAD_GRAYSCALE)
+    use_cam = cam_source == "centre" and it["tag_ids"]
+    cam = centre_cam(image, len(it["tag_ids"])) if use_cam else None
+    wall, cpu = time.perf_counter(), time.process_time()
+    mask = label_image(image, cam, it["tag_ids"], cfg)
+    seconds = (time.perf_counter() - wall, time.process_time() - cpu)
+    return confusion(gt, mask), int((mask != IGNORE).sum()), mask.size, seconds
+
+
+def evaluate(
+    root: Path, items: list[dict], cfg: ImageLabelConfig, cam_source: str, workers: int
+) -> dict:
+    jobs = [(root, it, cfg, cam_source) for it in items]
+    if workers > 1:
+        with multiprocessing.Pool(workers) as pool:
+            results = pool.map(score_item, jobs, chunksize=4)
+    else:
+        results = [score_item(job) for job in jobs]
+    conf = sum(r[0] for r in results)
+    miou, iou = scores(conf)
+    return {
+        "miou": 100 * miou,
+        "horse": 100 * iou[VOC_CLASSES.index("horse")],
+        "person": 100 * iou[VOC_CLASSES.index("person")],
+        "coverage": 100 * sum(r[1] for r in results) / sum(r[2] for r in results),
+        "fg_share": 100 * (conf[:, 1:].sum() / conf.sum()),
+        "s_per_image": sum(r[3][0] for r in results) / len(items),
+        "cpu_s_per_image": sum(r[3][1] for r in results) / len(items),
+    }
+
+
+def parse_overrides(pairs: list[str]) -> ImageLabelConfig:
+    """``section.field=value`` pairs (e.g. ``objectness.cam_weight=0.5``) -> ImageLabelConfig."""
+    cfg = ImageLabelConfig()
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        *path, name = key.split(".")
+        parents = [cfg]
+        for part in path:
+            parents.append(getattr(parents[-1], part))
+        leaf = parents[-1]
+        typed = type(getattr(leaf, name))(value) if name != "method" else value
+        leaf = replace(leaf, **{name: typed})
+        for parent, part in zip(reversed(parents[:-1]), reversed(path), strict=True):
+            leaf = replace(parent, **{part: leaf})
+        cfg = leaf
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--collection", default=os.environ.get("WSSS_SAMPLE_DIR", "../shared/data/dev"))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--cams", nargs="+", default=["none"], choices=["none", "centre"])
+    ap.add_argument("--workers", type=int, default=2, help="parallel processes")
+    ap.add_argument(
+        "--set", nargs="*", default=[], help="config overrides: objectness.cam_weight=0.5"
+    )
+    ap.add_argument("--limit", type=int, default=0, help="only the first N image items (0 = all)")
+    args = ap.parse_args(argv)
+    root = Path(args.collection)
+    items = load_items(root)[: args.limit or None]
+    print(f"{len(items)} images from {root}")
+    print(
+        "| method | cam | mIoU | horse | person | coverage % | pred fg % | s/image | cpu s/image |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for method in args.methods:
+        for cam_source in args.cams:
+            cfg = replace(parse_overrides(args.set), method=method)
+            r = evaluate(root, items, cfg, cam_source, args.workers)
+            print(
+                f"| {method} | {cam_source} | {r['miou']:.1f} | {r['horse']:.1f} "
+                f"| {r['person']:.1f} | {r['coverage']:.1f} | {r['fg_share']:.1f} "
+                f"| {r['s_per_image']:.3f} | {r['cpu_s_per_image']:.3f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+import numpy as np
+from refine_scenes import iou, make_disc_scene
+
+from pipeline.refine.crf import CRFConfig, dense_crf
+
+
+def _noisy_probs(disc: np.ndarray, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    fg = np.clip(np.where(disc, 0.7, 0.3) + rng.normal(0, 0.25, disc.shape), 0.01, 0.99)
+    return np.stack([1 - fg, fg]).astype(np.float32)
+
+
+def test_output_is_a_distribution():
+    image, disc = make_disc_scene()
+    out = dense_crf(image, _noisy_probs(disc), CRFConfig())
+    assert out.shape == (2, 64, 64) and out.dtype == np.float32
+    np.testing.assert_allclose(out.sum(axis=0), 1.0, atol=1e-4)
+    assert out.min() >= 0
+
+
+def test_crf_cleans_noisy_probabilities_along_colour_edges():
+    image, disc = make_disc_scene()
+    probs = _noisy_probs(disc)
+    before = iou(probs[1] > 0.5, disc)
+    after = iou(dense_crf(image, probs, CRFConfig())[1] > 0.5, disc)
+    assert after > 0.9 and after > before + 0.1
+
+
+def test_single_label_and_size_mismatch():
+    image, _ = make_disc_scene()
+    one = dense_crf(image, np.ones((1, 64, 64), np.float32), CRFConfig())
+    assert np.all(one == 1.0)
+    try:
+        dense_crf(image, np.ones((2, 32, 32), np.float32) / 2, CRFConfig())
+    except ValueError:
+        return
+    raise AssertionError("expected ValueError for mismatched sizes")

@@ -1,0 +1,77 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from refine_scenes import iou, make_disc_scene
+
+from pipeline.refine.image_labeller import METHODS, ImageLabelConfig, cam_crf_labels, label_image
+from pipeline.refine.saliency import resize_maps
+from pipeline.schema import IGNORE
+
+
+def _disc_cam(size: int = 8) -> np.ndarray:
+    cam = np.zeros((1, size, size), np.float32)
+    cam[0, 2:6, 2:6] = 1.0
+    return cam
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_finds_the_disc(method):
+    image, disc = make_disc_scene()
+    labels = label_image(image, _disc_cam(), [13], ImageLabelConfig(method=method))
+    assert labels.shape == (64, 64) and labels.dtype == np.uint8
+    assert set(np.unique(labels)) <= {0, 13, IGNORE}
+    assert iou(labels == 13, disc) > 0.6
+    assert (labels != IGNORE).mean() > 0.8  # ignore stays modest
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_negative_image_is_all_background(method):
+    image, _ = make_disc_scene()
+    labels = label_image(image, None, [], ImageLabelConfig(method=method))
+    assert labels.shape == (64, 64) and labels.dtype == np.uint8 and not labels.any()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_no_cam_still_labels_at_source_resolution(method):
+    image, disc = make_disc_scene()
+    big = np.repeat(np.repeat(image, 3, axis=0), 3, axis=1)  # 192 px: above work_side
+    labels = label_image(big, None, [13], ImageLabelConfig(method=method, work_side=96))
+    assert labels.shape == (192, 192)
+    assert iou(labels == 13, np.repeat(np.repeat(disc, 3, axis=0), 3, axis=1)) > 0.4
+
+
+def test_cam_crf_ignores_unsure_pixels_only():
+    image, disc = make_disc_scene()
+    cams = resize_maps(_disc_cam(), 64, 64)
+    sure = cam_crf_labels(
+        image, cams, [13], dataclasses.replace(ImageLabelConfig().cam_crf, confidence=0.0)
+    )
+    unsure = cam_crf_labels(
+        image, cams, [13], dataclasses.replace(ImageLabelConfig().cam_crf, confidence=1.01)
+    )
+    assert IGNORE not in sure and (unsure == IGNORE).all()
+
+
+def test_bad_inputs_are_rejected():
+    image, _ = make_disc_scene()
+    with pytest.raises(ValueError):
+        ImageLabelConfig(method="nope")
+    with pytest.raises(ValueError):
+        label_image(image, np.zeros((2, 8, 8), np.float32), [13], ImageLabelConfig())
+
+
+def test_cam_weight_moves_the_mask_towards_the_cam_and_conflicts_become_ignore():
+    image, disc = make_disc_scene()
+    cam = np.zeros((1, 8, 8), np.float32)
+    cam[0, 0:3, 5:8] = 1.0  # evidence on plain background, top right
+    target = resize_maps(cam, 64, 64)[0] > 0.5
+
+    def labels(weight: float) -> np.ndarray:
+        obj = dataclasses.replace(ImageLabelConfig().objectness, cam_weight=weight)
+        return label_image(image, cam, [13], ImageLabelConfig(objectness=obj))
+
+    by_saliency, by_cam = labels(0.0), labels(0.9)
+    assert iou(by_saliency != 0, disc) > 0.8
+    assert (by_saliency[disc] == IGNORE).mean() > 0.5  # salient but the CAM is silent there
+    assert ((by_cam == 13) & target).sum() > 4 * ((by_saliency == 13) & target).sum() + 10
