@@ -4,6 +4,9 @@
     webseg pseudo-label     --collection URI --model MODEL_URI --out LABELS_URI [--config FILE]
     webseg evaluate         --labels LABELS_URI --collection URI [--json]
     webseg report           --labels LABELS_URI [--collection URI]
+    webseg train-segmenter  --labels LABELS_URI --out MODEL_URI [--val-collection URI] [--epochs N] [--workers N] [--resume]
+    webseg predict          --model MODEL_URI --collection URI --out LABELS_URI
+    webseg retrain          (see webseg retrain --help)
     webseg demo             [--out DIR]
 
 URIs are local paths or s3://...; exit status 0 on success, non-zero with a one-line reason on error.
@@ -32,10 +35,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
+def all_commands() -> dict:
+    from pipeline.retrain import RETRAIN_COMMANDS
+    from pipeline.segmenter_commands import SEGMENTER_COMMANDS
+
+    return {**commands.COMMANDS, **SEGMENTER_COMMANDS, **RETRAIN_COMMANDS}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webseg", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (handler, add_arguments, help_text) in commands.COMMANDS.items():
+    for name, (handler, add_arguments, help_text) in all_commands().items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(command)
         _common(command)
