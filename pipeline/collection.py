@@ -89,7 +89,7 @@ def read_collection(collection_uri: str, cfg: CollectionConfig | None = None) ->
     for index, row in enumerate(_rows(manifest_uri, cfg)):
         item = _to_item(row, index, root, class_index, cfg)
         if item.error is None and item.id in seen:
-            item = _with_error(item, f"duplicate id (first used by row {seen[item.id]})")
+            item = _with_error(item, f"duplicate id: first used by row {seen[item.id]}")
         seen.setdefault(item.id, index)
         unknown.update(item.unknown_tags)
         items.append(item)
@@ -107,7 +107,7 @@ def _rows(manifest_uri: str, cfg: CollectionConfig) -> Iterator[dict]:
     if manifest_uri.endswith(".parquet"):
         yield from pq.read_table(pa.BufferReader(data)).to_pylist()
     elif manifest_uri.endswith(".csv"):
-        yield from csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        yield from csv.DictReader(io.StringIO(data.decode("utf-8-sig", "surrogateescape")))
     else:
         yield from _jsonl_rows(data, manifest_uri, cfg)
 
@@ -121,7 +121,7 @@ def _jsonl_rows(data: bytes, manifest_uri: str, cfg: CollectionConfig) -> Iterat
             if not isinstance(row, dict):
                 raise ValueError("a line must hold a JSON object")
         except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            message = f"{manifest_uri} line {number}: malformed manifest row ({error})"
+            message = f"malformed manifest row: {manifest_uri} line {number}: {error}"
             if cfg.malformed_rows == "error":
                 raise ManifestError(message) from None
             yield {"id": f"line-{number}", "uri": "", "tags": [], "_error": message}
@@ -157,8 +157,12 @@ def infer_kind(uri: str) -> str | None:
 
 
 def _to_item(row: dict, index: int, root: str, class_index: dict, cfg: CollectionConfig) -> Item:
-    source_uri = str(row.get("uri") or "")
-    item_id = str(row.get("id") or posixpath.splitext(posixpath.basename(source_uri))[0])
+    source_uri, uri_ok = _printable(str(row.get("uri") or ""))
+    stem = posixpath.splitext(posixpath.basename(source_uri))[0]
+    item_id, id_ok = _printable(str(row.get("id") or stem))
+    if not (uri_ok and id_ok):  # the output manifest (parquet) holds UTF-8 only
+        bad = "uri" if not uri_ok else "id"
+        row = {**row, "_error": row.get("_error") or f"{bad} is not valid UTF-8"}
     base = Item(item_id, source_uri, str(row.get("kind") or ""), (), (), source_uri, (), index)
     try:
         tags = parse_tags(row.get("tags"))
@@ -184,16 +188,25 @@ def _row_problem(item: Item, root: str, cfg: CollectionConfig) -> str | None:
     id_problem = unsafe_id_reason(item.id)
     if id_problem:
         return id_problem
-    kind = item.kind or infer_kind(item.source_uri)
-    if kind not in (schema.KIND_IMAGE, schema.KIND_VIDEO):
-        return f"unknown kind {item.kind!r}" if item.kind else "cannot infer kind from the extension"
     explicit = storage.is_remote(item.source_uri) or os.path.isabs(item.source_uri)
     if explicit and not cfg.allow_absolute_uris:
         return "absolute uri refused (collection.allow_absolute_uris is false)"
     resolved = storage.resolve(root, item.source_uri)
     if not explicit and not cfg.allow_outside_paths and not storage.is_within(root, resolved):
         return "uri escapes the collection root (collection.allow_outside_paths is false)"
+    kind = item.kind or infer_kind(item.source_uri)
+    if kind not in (schema.KIND_IMAGE, schema.KIND_VIDEO):
+        return f"unknown kind: {item.kind!r}" if item.kind else "cannot infer kind from the extension"
     return None
+
+
+def _printable(text: str) -> tuple[str, bool]:
+    """(text with undecodable characters backslash-escaped, whether it was valid UTF-8)."""
+    try:
+        text.encode("utf-8")
+        return text, True
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8"), False
 
 
 def unsafe_id_reason(item_id: str) -> str | None:
@@ -204,5 +217,5 @@ def unsafe_id_reason(item_id: str) -> str | None:
         return "id is not valid UTF-8"
     parts = item_id.replace("\\", "/").split("/")
     if not item_id or item_id.startswith(("/", "\\")) or ".." in parts or "\x00" in item_id:
-        return f"unsafe id {item_id!r} (empty, absolute or containing '..')"
+        return f"unsafe id (empty, absolute or containing '..'): {item_id!r}"
     return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline import storage
 
@@ -52,6 +52,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             return _to_rgb(ImageOps.exif_transpose(image))
     except DecodeError:
         raise
+    except UnidentifiedImageError:  # its message holds a memory address: runs would differ
+        raise DecodeError("cannot decode image: not a known image format") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DecodeError(f"cannot decode image: {error}") from None
 

@@ -58,7 +58,8 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     uri = _strip_file_scheme(uri)
     if not is_remote(uri):
         return fsspec.filesystem("file"), os.path.abspath(uri)
-    fs, path = fsspec.core.url_to_fs(uri)
+    # no listings cache: other processes (Ray workers, a killed run) write the same prefixes
+    fs, path = fsspec.core.url_to_fs(uri, use_listings_cache=False)
     return fs, path
 
 
