@@ -1,0 +1,67 @@
+"""Which frames of a video are relevant to its tags, from per-frame classifier scores.
+
+A shot is judged as a whole (its frames share the shot's mean score): kept when its mean passes
+an absolute threshold OR a fraction of the best shot's mean, and in every case the floor. The best
+shot therefore survives whenever it clears the floor: a dull video never loses all its frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.video.shots import shot_ranges
+
+
+@dataclass(frozen=True)
+class RelevanceConfig:
+    abs_threshold: float = 0.5  # shot mean score at which a shot is kept whatever the others score
+    rel_fraction: float = 0.5  # otherwise kept at this fraction of the best shot's mean score
+    floor: float = 0.05  # shot mean score below which a shot is never kept
+    frame_window: int = 0  # 0: score = whole-shot mean; n > 0: moving mean over n frames in-shot
+
+
+def smoothed_scores(scores: np.ndarray, shot_ids: np.ndarray, window: int) -> np.ndarray:
+    """(T,) scores -> (T,) float32 scores averaged within each shot (whole shot or a window)."""
+    out = np.empty(len(scores), np.float32)
+    for a, b in shot_ranges(shot_ids):
+        seg = scores[a:b].astype(np.float64)
+        if window <= 0 or window >= b - a:
+            out[a:b] = seg.mean()
+        else:
+            kernel = np.ones(window)
+            out[a:b] = np.convolve(seg, kernel, "same") / np.convolve(
+                np.ones(b - a), kernel, "same"
+            )
+    return out
+
+
+def relevant_frames(
+    scores: np.ndarray, shot_ids: np.ndarray, cfg: RelevanceConfig
+) -> tuple[np.ndarray, list[str | None]]:
+    """scores (T,) float32 in [0, 1] (max over the video's tags per frame), shot_ids (T,) ->
+    keep (T,) bool and a reason per frame (None when kept; why it was dropped otherwise)."""
+    scores = np.asarray(scores, np.float32)
+    shot_ids = np.asarray(shot_ids)
+    if len(scores) == 0:
+        return np.zeros(0, bool), []
+    smooth = smoothed_scores(scores, shot_ids, cfg.frame_window)
+    best = float(smooth.max())
+    best_shot = int(shot_ids[int(smooth.argmax())])
+    relative = cfg.rel_fraction * best
+    keep = (smooth >= cfg.floor) & ((smooth >= cfg.abs_threshold) | (smooth >= relative))
+    what = "mean score" if cfg.frame_window <= 0 else f"{cfg.frame_window}-frame mean score"
+    reasons: list[str | None] = []
+    for t in range(len(scores)):
+        head = f"shot {int(shot_ids[t])} {what} {smooth[t]:.2f}"
+        if keep[t]:
+            reasons.append(None)
+        elif smooth[t] < cfg.floor:
+            reasons.append(f"{head} < floor {cfg.floor:.2f}")
+        else:
+            reasons.append(
+                f"{head} < {cfg.rel_fraction:g} x best shot {best:.2f} (shot {best_shot})"
+                f" and < absolute {cfg.abs_threshold:.2f}"
+            )
+    return keep, reasons

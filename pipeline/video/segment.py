@@ -1,0 +1,182 @@
+"""Video frames -> per-frame pseudo-label masks via motion, colour models and 3D min-cuts.
+
+Per shot: motion evidence with the camera removed (motion.py), optional classifier CAMs, colour
+GMMs seeded from confident pixels of the relevant frames (colour.py), then binary min-cuts over
+windows of consecutive relevant frames with temporal edges along the flow (graph_cut.py). With
+several tags, the CAMs decide which tag each foreground pixel gets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from pipeline.schema import BACKGROUND, IGNORE
+from pipeline.video.colour import ColourConfig, apply_lut, colour_lut
+from pipeline.video.graph_cut import CutConfig, cut_volume, uncertain_band
+from pipeline.video.motion import MotionConfig, shot_motion
+from pipeline.video.shots import shot_ranges
+
+
+@dataclass(frozen=True)
+class VideoSegConfig:
+    work_height: int = 240  # frames are processed at this height (flow, GMMs, cuts)
+    window: int = 16  # frames per 3D cut (graph memory ~0.3 GB per 16 frames at 240x430)
+    motion_weight: float = 1.0  # weight of the motion log-odds in the unary
+    motion_clip: float = 4.0  # |motion log-odds| cap before weighting
+    colour_weight: float = 1.0  # weight of the colour GMM log-likelihood ratio
+    cam_weight: float = 1.0  # weight of the CAM log-odds (when CAMs are given)
+    cam_threshold: float = 0.3  # CAM value that reads as 50 % foreground
+    fg_bias: float = -0.5  # prior log-odds: objects cover less of the frame than background
+    seed_fg: float = 0.75  # prior probability above which a pixel seeds the object colour model
+    seed_bg: float = 0.25  # prior probability below which a pixel seeds the background model
+    carry_weight: float = 1.0  # log-odds nudge from the previous window's last cut (continuity)
+    tag_margin: float = 0.05  # CAM gap between the two best tags below which a pixel is ignore
+    max_fg_fraction: float = 0.8  # a frame cut above this foreground share is unusable -> ignore
+    motion: MotionConfig = field(default_factory=MotionConfig)  # camera-compensated motion cues
+    colour: ColourConfig = field(default_factory=ColourConfig)  # per-shot colour GMMs
+    cut: CutConfig = field(default_factory=CutConfig)  # pairwise weights and the ignore band
+
+
+def _logit(p: np.ndarray, clip: float) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.clip(np.log(p / (1 - p)), -clip, clip).astype(np.float32)
+
+
+def _resize_cams(cams: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """n x (K x h x w) -> n x K x H x W float32 at size (W, H)."""
+
+    def one(cam: np.ndarray) -> np.ndarray:
+        return np.stack([cv2.resize(c.astype(np.float32), size) for c in cam])
+
+    return np.stack([one(cam) for cam in cams])
+
+
+def _prior(motion_prob: np.ndarray, cams: np.ndarray | None, cfg: VideoSegConfig) -> np.ndarray:
+    """TxHxW foreground log-odds from motion (and CAMs) before the colour model."""
+    prior = cfg.motion_weight * _logit(motion_prob, cfg.motion_clip) + cfg.fg_bias
+    if cams is not None:
+        cam_max = cams.max(axis=1)
+        prior += cfg.cam_weight * (
+            _logit(cam_max, cfg.motion_clip)
+            - _logit(np.float32(cfg.cam_threshold), cfg.motion_clip)
+        )
+    return prior
+
+
+def _colour_term(small: np.ndarray, prior: np.ndarray, keep: np.ndarray, cfg: VideoSegConfig):
+    """Colour log-likelihood ratio per pixel (zeros when the shot has too few seeds)."""
+    prob = 1.0 / (1.0 + np.exp(-prior[keep]))
+    pixels = small[keep]
+    lut = colour_lut(pixels[prob > cfg.seed_fg], pixels[prob < cfg.seed_bg], cfg.colour)
+    if lut is None:
+        return np.zeros(prior.shape, np.float32)
+    return apply_lut(small, lut)
+
+
+def _windows(keep: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Runs of consecutive True in keep, split into windows of at most size frames."""
+    out, start = [], None
+    for t, k in enumerate([*keep.tolist(), False]):
+        if k and start is None:
+            start = t
+        elif not k and start is not None:
+            out += [(a, min(a + size, t)) for a in range(start, t, size)]
+            start = None
+    return out
+
+
+def _carry(prev_fg: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Previous frame's cut moved into the next frame along the flow -> HxW float32 in {-1, 1}."""
+    height, width = prev_fg.shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    src = prev_fg.astype(np.float32) * 2 - 1
+    return cv2.remap(src, xs - flow[..., 0], ys - flow[..., 1], cv2.INTER_NEAREST)
+
+
+def _cut_shot(small, unary, flows, keep, cfg: VideoSegConfig) -> np.ndarray:
+    """Cut windows of consecutive kept frames; TxHxW bool foreground (False where not kept)."""
+    fg = np.zeros(unary.shape, bool)
+    prev_end = None
+    for a, b in _windows(keep, cfg.window):
+        u = unary[a:b].copy()
+        if prev_end == a and a > 0:  # continue the previous window's cut into this one
+            u[0] += cfg.carry_weight * _carry(fg[a - 1], flows[a - 1])
+        fg[a:b] = cut_volume(u, small[a:b], flows[a : b - 1], cfg.cut)
+        prev_end = b
+    return fg
+
+
+def _label_frame(fg, unary, cams, tag_ids, cfg: VideoSegConfig) -> np.ndarray:
+    """Working-resolution labels for one frame: tag ids, 0, or 255 (ignore)."""
+    if cams is not None and len(tag_ids) > 1:
+        order = np.sort(cams, axis=0)
+        labels = np.asarray(tag_ids, np.uint8)[cams.argmax(axis=0)]
+        ambiguous = fg & (order[-1] - order[-2] < cfg.tag_margin)
+    else:
+        labels = np.full(fg.shape, tag_ids[0], np.uint8)
+        ambiguous = np.zeros(fg.shape, bool)
+    out = np.where(fg, labels, np.uint8(BACKGROUND)).astype(np.uint8)
+    out[ambiguous | uncertain_band(fg, unary, cfg.cut)] = IGNORE
+    if fg.mean() > cfg.max_fg_fraction:
+        out[:] = IGNORE
+    return out
+
+
+def _to_source(labels: np.ndarray, fg: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Upsample labels to (W, H): smooth foreground outline, nearest-neighbour label values."""
+    big = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    soft = cv2.resize(fg.astype(np.float32), size, interpolation=cv2.INTER_LINEAR) > 0.5
+    fixed = (big != IGNORE) & (soft != (big != BACKGROUND))
+    big[fixed & ~soft] = BACKGROUND
+    grow = fixed & soft
+    big[grow] = cv2.dilate(big * (big != IGNORE), np.ones((3, 3), np.uint8))[grow]
+    return big
+
+
+def segment_shot(frames, cams, tag_ids, keep, cfg: VideoSegConfig) -> list[np.ndarray | None]:
+    """One shot (lists of n frames/CAMs, keep (n,) bool) -> masks at source resolution."""
+    height, width = frames[0].shape[:2]
+    work = (max(1, round(width * cfg.work_height / height)), cfg.work_height)
+    small = np.stack([cv2.resize(f, work, interpolation=cv2.INTER_AREA) for f in frames])
+    motion = shot_motion(small, cfg.motion)
+    cams_w = _resize_cams(cams, work) if cams is not None else None
+    prior = _prior(motion.prob, cams_w, cfg)
+    unary = prior + cfg.colour_weight * _colour_term(small, prior, keep, cfg)
+    fg = _cut_shot(small, unary, motion.flows, keep, cfg)
+    out: list[np.ndarray | None] = [None] * len(frames)
+    for t in np.flatnonzero(keep):
+        frame_cams = cams_w[t] if cams_w is not None else None
+        labels = _label_frame(fg[t], unary[t], frame_cams, tag_ids, cfg)
+        out[t] = _to_source(labels, fg[t], (width, height))
+    return out
+
+
+def segment_video(
+    frames: list[np.ndarray],
+    cams: list[np.ndarray] | None,
+    tag_ids: list[int],
+    keep: np.ndarray,
+    shot_ids: np.ndarray,
+    cfg: VideoSegConfig,
+) -> list[np.ndarray | None]:
+    """Pseudo-label masks for the frames of one video.
+
+    frames: T x (HxWx3 uint8 RGB, source resolution). cams: T x (K x h x w float32 in [0, 1]),
+    K = len(tag_ids), any h, w; or None (motion and colour only). tag_ids: label indices (>= 1).
+    keep: (T,) bool relevant frames. shot_ids: (T,) int shot per frame (temporal links stay
+    inside a shot). Returns T masks, HxW uint8 at source resolution: 0 = background, tag id =
+    object, 255 = ignore; None where keep is False.
+    """
+    if not tag_ids:
+        raise ValueError("segment_video needs at least one tag id")
+    keep = np.asarray(keep, bool)
+    out: list[np.ndarray | None] = [None] * len(frames)
+    for a, b in shot_ranges(np.asarray(shot_ids)):
+        if not keep[a:b].any():
+            continue
+        shot_cams = cams[a:b] if cams is not None else None
+        out[a:b] = segment_shot(frames[a:b], shot_cams, tag_ids, keep[a:b], cfg)
+    return out
