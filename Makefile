@@ -21,5 +21,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
-	$(PY) -m benchmarks.run_all
+bench: $(STAMP)  # speed/quality measurements, not tests
+	$(PY) benchmarks/pseudo_label_throughput.py
+	$(PY) benchmarks/image_quality.py
+	$(PY) benchmarks/video_quality.py

@@ -6,17 +6,19 @@ counted as background; classes with an empty union skipped), horse and person Io
 (share of pixels not 255), wall and CPU seconds per image. Only this script reads gt/.
 
     .venv/bin/python benchmarks/image_quality.py --collection ../shared/data/dev \
-        --methods cam_crf objectness dsrg --cams none centre
+        --methods cam_crf objectness dsrg --cams none centre /tmp/clf/run_lr3/model.pt
 
-CAM sources (no classifier exists yet, and none may look at gt): ``none`` passes cam=None;
-``centre`` is a crude CAM, the same centre prior for every tag: it exercises the CAM path but
-cannot tell tags apart (OpenCV 5 headless has no HOG/cascade detector for a class-aware one).
+CAM sources (none may look at gt): ``none`` passes cam=None; ``centre`` is a crude CAM, the same
+centre prior for every tag (exercises the CAM path but cannot tell tags apart); any other value is
+a classifier checkpoint URI: its CAMs (``pipeline.cam.compute_cams`` with ``--cam-scales`` and
+``--cam-flip``) are computed once and cached as an npz under ``--cam-cache``.
 Add ``--set objectness.cam_weight=0.5`` style overrides to try other settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -27,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.cam import CamConfig
 from pipeline.refine.image_labeller import METHODS, ImageLabelConfig, label_image
 from pipeline.refine.saliency import centre_prior
 from pipeline.schema import IGNORE, VOC_CLASSES
@@ -58,6 +61,47 @@ def centre_cam(image: np.ndarray, n_tags: int) -> np.ndarray:
     return np.repeat(centre_prior(*image.shape[:2], 0.15)[None], n_tags, 0)
 
 
+def read_rgb(root: Path, it: dict) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(root / it["uri"])), cv2.COLOR_BGR2RGB)
+
+
+def cam_cache_file(model_uri: str, cam_cfg: CamConfig, root: Path, cache_dir: Path) -> Path:
+    """One npz per (checkpoint file + mtime, CamConfig, collection)."""
+    model = Path(model_uri).resolve()
+    stamp = model.stat().st_mtime if model.exists() else 0
+    key = f"{model}:{stamp}:{cam_cfg}:{root.resolve()}"
+    return cache_dir / f"{model.parent.name}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+
+
+def classifier_cams(
+    root: Path, items: list[dict], model_uri: str, cam_cfg: CamConfig, cache_dir: Path
+) -> dict[str, np.ndarray]:
+    """item id -> K x h x w CAMs of its tags, from the cache or computed (and cached) now."""
+    path = cam_cache_file(model_uri, cam_cfg, root, cache_dir)
+    if path.exists():
+        with np.load(path) as data:
+            cached = {k: data[k] for k in data.files}
+        if all(it["id"] in cached for it in items):
+            return cached
+    from pipeline.checkpoint import load_classifier  # torch only when CAMs are computed
+    from pipeline.cam import compute_cams
+
+    model, _, classes = load_classifier(model_uri)
+    if classes and tuple(classes) != tuple(VOC_CLASSES):
+        print(f"warning: classifier label space {classes} differs from VOC")
+    out, wall = {}, time.perf_counter()
+    for start in range(0, len(items), 8):
+        chunk = items[start : start + 8]
+        cams, _ = compute_cams(
+            model, [read_rgb(root, it) for it in chunk], [it["tag_ids"] for it in chunk], cam_cfg
+        )
+        out.update({it["id"]: c for it, c in zip(chunk, cams, strict=True)})
+    print(f"CAMs of {len(items)} images in {time.perf_counter() - wall:.0f} s -> {path}")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
+    return out
+
+
 def confusion(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     valid = gt != IGNORE
     p = np.where(pred == IGNORE, 0, pred)[valid].astype(np.int64)
@@ -73,13 +117,18 @@ def scores(conf: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.nanmean(iou)), iou
 
 
-def score_item(job: tuple[Path, dict, ImageLabelConfig, str]) -> tuple:
-    """Label one item -> (confusion matrix, non-ignore pixels, pixels, (wall s, CPU s))."""
+def score_item(job: tuple[Path, dict, ImageLabelConfig, str | np.ndarray]) -> tuple:
+    """Label one item -> (confusion matrix, non-ignore pixels, pixels, (wall s, CPU s)).
+    ``cam_source``: "none", "centre" or the item's precomputed K x h x w CAMs."""
     root, it, cfg, cam_source = job
-    image = cv2.cvtColor(cv2.imread(str(root / it["uri"])), cv2.COLOR_BGR2RGB)
+    image = read_rgb(root, it)
     gt = cv2.imread(str(root / "gt" / f"{it['id']}.png"), cv2.IMREAD_GRAYSCALE)
-    use_cam = cam_source == "centre" and it["tag_ids"]
-    cam = centre_cam(image, len(it["tag_ids"])) if use_cam else None
+    if isinstance(cam_source, np.ndarray):
+        cam = cam_source if it["tag_ids"] else None
+    elif cam_source == "centre" and it["tag_ids"]:
+        cam = centre_cam(image, len(it["tag_ids"]))
+    else:
+        cam = None
     wall, cpu = time.perf_counter(), time.process_time()
     mask = label_image(image, cam, it["tag_ids"], cfg)
     seconds = (time.perf_counter() - wall, time.process_time() - cpu)
@@ -87,9 +136,15 @@ def score_item(job: tuple[Path, dict, ImageLabelConfig, str]) -> tuple:
 
 
 def evaluate(
-    root: Path, items: list[dict], cfg: ImageLabelConfig, cam_source: str, workers: int
+    root: Path,
+    items: list[dict],
+    cfg: ImageLabelConfig,
+    cam_source: str | dict[str, np.ndarray],
+    workers: int,
 ) -> dict:
-    jobs = [(root, it, cfg, cam_source) for it in items]
+    """Whole-collection scores; ``cam_source`` is "none", "centre" or item id -> CAMs."""
+    pick = (lambda it: cam_source[it["id"]]) if isinstance(cam_source, dict) else None
+    jobs = [(root, it, cfg, pick(it) if pick else cam_source) for it in items]
     if workers > 1:
         with multiprocessing.Pool(workers) as pool:
             results = pool.map(score_item, jobs, chunksize=4)
@@ -132,7 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--collection", default=os.environ.get("WSSS_SAMPLE_DIR", "../shared/data/dev"))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    ap.add_argument("--cams", nargs="+", default=["none"], choices=["none", "centre"])
+    ap.add_argument(
+        "--cams", nargs="+", default=["none"], help="none | centre | a classifier checkpoint"
+    )
+    ap.add_argument("--cam-scales", type=float, nargs="+", default=list(CamConfig().scales))
+    ap.add_argument("--cam-flip", type=int, choices=[0, 1], default=int(CamConfig().flip))
+    ap.add_argument("--cam-cache", default="/tmp/camcache", help="folder of cached CAM npz files")
     ap.add_argument("--workers", type=int, default=2, help="parallel processes")
     ap.add_argument(
         "--set", nargs="*", default=[], help="config overrides: objectness.cam_weight=0.5"
@@ -146,12 +206,20 @@ def main(argv: list[str] | None = None) -> None:
         "| method | cam | mIoU | horse | person | coverage % | pred fg % | s/image | cpu s/image |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    cam_cfg = CamConfig(scales=tuple(args.cam_scales), flip=bool(args.cam_flip))
+    sources = {
+        name: name
+        if name in ("none", "centre")
+        else classifier_cams(root, items, name, cam_cfg, Path(args.cam_cache))
+        for name in args.cams
+    }
     for method in args.methods:
-        for cam_source in args.cams:
+        for name, cam_source in sources.items():
             cfg = replace(parse_overrides(args.set), method=method)
             r = evaluate(root, items, cfg, cam_source, args.workers)
+            label = name if name in ("none", "centre") else Path(name).parent.name
             print(
-                f"| {method} | {cam_source} | {r['miou']:.1f} | {r['horse']:.1f} "
+                f"| {method} | {label} | {r['miou']:.1f} | {r['horse']:.1f} "
                 f"| {r['person']:.1f} | {r['coverage']:.1f} | {r['fg_share']:.1f} "
                 f"| {r['s_per_image']:.3f} | {r['cpu_s_per_image']:.3f} |",
                 flush=True,

@@ -7,13 +7,19 @@ from typing import Any
 
 from pipeline.config import load_config
 from pipeline.label_config import PseudoLabelConfig
+from pipeline.predict import PredictConfig
+from pipeline.retrain import RetrainConfig
 from pipeline.train.classifier import ClassifierTrainConfig
+from pipeline.train.segmenter import SegmenterTrainConfig
 
 
 @dataclass(frozen=True)
 class WebSegConfig:
     pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
     classifier: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
+    segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 
 def load_settings(uri: str | None, overrides: dict[str, Any] | None = None) -> WebSegConfig:

@@ -25,11 +25,9 @@ def test_cams_on_cuda_match_cpu():
 
 
 def test_deeplab_forward_with_amp_on_cuda():
-    from pipeline.models import deeplab
+    from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
 
-    model = deeplab.build_segmenter(num_classes=21).cuda() if hasattr(deeplab, "build_segmenter") else None
-    if model is None:
-        pytest.skip("deeplab.build_segmenter not available")
+    model = DeepLabV3(DeepLabConfig(num_classes=21)).cuda()
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out = model(torch.randn(2, 3, 128, 128, device="cuda"))
     assert out.shape == (2, 21, 128, 128)

@@ -1,0 +1,172 @@
+"""Segment a collection with a trained segmenter into a label set in the pseudo-label format.
+
+    webseg predict --model models:/webseg-segmenter@candidate --collection URI --out LABELS_URI
+
+Runs sequentially on the driver: every image and every sampled video frame gets a mask at source
+resolution (masks/<id>.png, masks/<id>/<frame:06d>.png), manifest.parquet and run.json, so
+`webseg evaluate` scores the output like pseudo-labels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline import schema, storage
+from pipeline.collection import Item, read_collection
+from pipeline.config import flatten
+from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
+from pipeline.models.classifier import normalize
+from pipeline.models.deeplab import DeepLabV3
+from pipeline.output import encode_png, status_counts, write_manifest, write_run_json
+from pipeline.rows import dumps
+from pipeline.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    long_side: int = 0  # working resolution (long side, px); 0 = the one the model was trained with
+    restrict_to_tags: bool = False  # only background and the item's tags may be predicted
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # frame sampling and size limits
+    tracking_uri: str | None = (
+        None  # MLflow, for models:/ URIs (default: MLFLOW_TRACKING_URI or local sqlite)
+    )
+
+
+@torch.inference_mode()
+def segment(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    long_side: int,
+    out_shape: tuple[int, int] | None = None,
+    allowed: Sequence[int] | None = None,
+) -> np.ndarray:
+    """image HxWx3 uint8 RGB -> class indices out_shape (default HxW) uint8 (never 255).
+
+    The image is resized to long_side, logits are upsampled bilinearly to out_shape; `allowed`
+    restricts the argmax to those class indices. The model must be in eval mode.
+    """
+    height, width = image.shape[:2]
+    out_shape = out_shape or (height, width)
+    scale = long_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, size, interpolation=interp) if size != (width, height) else image
+    device = next(model.parameters()).device
+    x = normalize(torch.from_numpy(np.ascontiguousarray(resized))[None].to(device))
+    logits = F.interpolate(model(x).float(), size=out_shape, mode="bilinear", align_corners=False)[
+        0
+    ]
+    if allowed is not None:
+        blocked = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
+        blocked[list(allowed)] = False
+        logits[blocked] = -torch.inf
+    return logits.argmax(0).to(torch.uint8).cpu().numpy()
+
+
+def _frames(item: Item, decode: DecodeConfig) -> Iterator[tuple[int, np.ndarray]]:
+    if item.kind == schema.KIND_VIDEO:
+        yield from read_video_frames(item.uri, decode)
+    else:
+        yield schema.NO_FRAME, read_image(item.uri, decode)
+
+
+def _row(
+    item: Item, frame: int, status: str, reason: str | None, mask_uri: str | None, scores: dict
+) -> dict:
+    return {
+        schema.ID: item.id,
+        schema.URI: item.source_uri,
+        schema.KIND: item.kind,
+        schema.TAGS: list(item.tags),
+        schema.FRAME_INDEX: None if frame == schema.NO_FRAME else frame,
+        schema.STATUS: status,
+        schema.REASON: reason,
+        schema.MASK_URI: mask_uri,
+        schema.SCORES: dumps(scores),
+        schema.SOURCE_INDEX: item.source_index,
+        schema.GROUP: item.id,
+    }
+
+
+def tag_fractions(mask: np.ndarray, item: Item) -> dict[str, float]:
+    """{tag: share of the mask's pixels predicted as that tag} (mask HxW uint8)."""
+    return {
+        tag: round(float(np.mean(mask == tid)), 4)
+        for tag, tid in zip(item.tags, item.tag_ids, strict=True)
+    }
+
+
+def predict_item(
+    model: DeepLabV3, item: Item, out_uri: str, long_side: int, cfg: PredictConfig
+) -> list[dict]:
+    """Masks of one item written under out_uri; its manifest rows (a failed row on error)."""
+    if item.error:
+        return [_row(item, schema.NO_FRAME, schema.FAILED, item.error, None, {})]
+    allowed = (schema.BACKGROUND, *item.tag_ids) if cfg.restrict_to_tags else None
+    rows = []
+    try:
+        for frame, image in _frames(item, cfg.decode):
+            mask = segment(model, image, long_side, allowed=allowed)
+            relative = (
+                schema.image_mask_path(item.id)
+                if frame == schema.NO_FRAME
+                else schema.frame_mask_path(item.id, frame)
+            )
+            storage.write_bytes(storage.join(out_uri, relative), encode_png(mask))
+            rows.append(
+                _row(item, frame, schema.LABELLED, None, relative, tag_fractions(mask, item))
+            )
+    except (DecodeError, FileNotFoundError, StorageError) as error:
+        rows.append(
+            _row(item, schema.NO_FRAME, schema.FAILED, str(error) or type(error).__name__, None, {})
+        )
+    return rows
+
+
+def run_predict(
+    model_uri: str, collection_uri: str, out_uri: str, cfg: PredictConfig | None = None
+) -> dict:
+    """Segment every item of a collection into out_uri; returns the run.json content."""
+    from pipeline.registry import load_segmenter  # MLflow is imported only when predicting
+
+    cfg = cfg or PredictConfig()
+    started = time.time()
+    model, info = load_segmenter(model_uri, cfg.tracking_uri)
+    long_side = cfg.long_side or int(info.get("eval_long_side") or 512)
+    collection = read_collection(collection_uri)
+    if tuple(info["classes"]) != collection.classes:
+        log.warning(
+            "model classes %s differ from the collection's %s", info["classes"], collection.classes
+        )
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = [
+        row
+        for item in collection.items
+        for row in predict_item(model, item, out_uri, long_side, cfg)
+    ]
+    write_manifest(out_uri, rows)
+    run = {
+        "collection": collection.root,
+        "model_uri": model_uri,
+        "kind": "prediction",
+        "config": flatten(cfg),
+        "long_side": long_side,
+        "classes": list(info["classes"]),
+        "items": len(collection.items),
+        "counts": status_counts(rows),
+        "wall_seconds": round(time.time() - started, 2),
+    }
+    write_run_json(out_uri, run)
+    log.info("predicted %s", json.dumps(run["counts"]))
+    return run

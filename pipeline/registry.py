@@ -1,0 +1,142 @@
+"""Segmenter models in MLflow: one run per training, model logging, registration, aliases, loading.
+
+A segmenter checkpoint is a pipeline.checkpoint file whose model_config is a DeepLabConfig. It is
+logged as an MLflow pyfunc model holding that file (`artifacts/model.pt`); loading never unpickles
+code: `load_segmenter` accepts a file/folder URI, `runs:/...` or `models:/NAME@ALIAS`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import tempfile
+from dataclasses import fields
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+
+from pipeline import checkpoint, storage, tracking
+from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+
+log = logging.getLogger(__name__)
+CANDIDATE = "candidate"
+MODEL_ARTIFACT = "model"
+MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+
+
+def effective_tracking_uri(uri: str | None) -> str:
+    """The given uri, else MLFLOW_TRACKING_URI, else the local sqlite default (made absolute)."""
+    return tracking.resolve_tracking_uri(uri or os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+def ensure_experiment(tracking_uri: str, name: str) -> str:
+    """The id of experiment `name`, created (artifacts beside a local sqlite store) if missing."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(
+        name, artifact_location=tracking.default_artifact_location(tracking_uri)
+    )
+
+
+def get_or_create_run(tracking_uri: str, experiment: str, record_uri: str, run_name: str) -> str:
+    """The MLflow run id recorded at record_uri (a resumed training), else a new run recorded there.
+
+    Keeps one MLflow run per training even when the driver was killed before any checkpoint.
+    """
+    client = MlflowClient(tracking_uri)
+    if storage.exists(record_uri):
+        run_id = json.loads(storage.read_text(record_uri))["run_id"]
+        try:
+            client.get_run(run_id)
+            return run_id
+        except mlflow.exceptions.MlflowException:
+            log.warning(
+                "recorded MLflow run %s not found on %s: starting a new run", run_id, tracking_uri
+            )
+    run = client.create_run(ensure_experiment(tracking_uri, experiment), run_name=run_name)
+    storage.write_text(
+        record_uri, json.dumps({"run_id": run.info.run_id, "tracking_uri": tracking_uri})
+    )
+    return run.info.run_id
+
+
+class SegmenterPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: predict(list of HxWx3 uint8 RGB) -> list of HxW uint8 class masks."""
+
+    def load_context(self, context: Any) -> None:
+        self.model, self.info = load_segmenter_file(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input, params=None):  # untyped: MLflow validates typed inputs
+        from pipeline.predict import segment
+
+        side = int(self.info.get("eval_long_side") or 512)
+        return [segment(self.model, np.asarray(image, np.uint8), side) for image in model_input]
+
+
+def log_segmenter(model_file: str, registered_name: str, alias: str = CANDIDATE) -> dict[str, Any]:
+    """Log model_file (local) as the active run's model, register it and point alias at it.
+
+    Returns {"model_uri": "models:/NAME@ALIAS", "version": str, "logged_uri": "runs:/..."}.
+    """
+    info = mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=SegmenterPyfunc(),
+        artifacts={"checkpoint": model_file},
+        pip_requirements=[
+            f"torch=={torch.__version__.split('+')[0]}",
+            f"mlflow=={mlflow.__version__}",
+        ],
+        registered_model_name=registered_name,
+    )
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(registered_name, alias, version)
+    return {
+        "model_uri": f"models:/{registered_name}@{alias}",
+        "version": version,
+        "logged_uri": info.model_uri,
+    }
+
+
+def config_from_dict(data: dict) -> DeepLabConfig:
+    """DeepLabConfig from a saved dict; unknown keys are ignored."""
+    known = {f.name for f in fields(DeepLabConfig)}
+    values = {k: v for k, v in data.items() if k in known}
+    if "aspp_rates" in values:
+        values["aspp_rates"] = tuple(values["aspp_rates"])
+    return DeepLabConfig(**values)
+
+
+def load_segmenter_file(uri: str, device: str = "cpu") -> tuple[DeepLabV3, dict[str, Any]]:
+    """(model in eval mode, checkpoint info: classes, model_config, eval_long_side, ...)."""
+    payload = checkpoint.load_payload(uri, device)
+    model = DeepLabV3(config_from_dict(payload["model_config"]))
+    model.load_state_dict(payload["state_dict"])
+    info = {k: v for k, v in payload.items() if k not in ("state_dict", "optimizer", "scaler")}
+    info["classes"] = tuple(payload.get("classes") or ())
+    return model.to(device).eval(), info
+
+
+def load_segmenter(
+    uri: str, tracking_uri: str | None = None, device: str = "cpu"
+) -> tuple[DeepLabV3, dict]:
+    """Load a segmenter from a checkpoint file/folder URI or an MLflow URI (models:/NAME@ALIAS)."""
+    if not uri.startswith(MLFLOW_SCHEMES):
+        return load_segmenter_file(uri, device)
+    with tempfile.TemporaryDirectory() as folder:
+        registry = effective_tracking_uri(tracking_uri)  # the registry lives with the runs
+        mlflow.set_tracking_uri(registry)  # models:/ resolution ignores the arguments below
+        mlflow.set_registry_uri(registry)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=folder, tracking_uri=registry, registry_uri=registry
+        )
+        found = sorted(glob.glob(os.path.join(local, "**", checkpoint.MODEL_FILE), recursive=True))
+        if not found:
+            raise FileNotFoundError(f"{uri} holds no {checkpoint.MODEL_FILE}")
+        return load_segmenter_file(found[0], device)

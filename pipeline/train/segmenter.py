@@ -1,0 +1,181 @@
+"""Train the DeepLab segmenter on a pseudo-label set with Ray Train (V2), tracked in MLflow.
+
+    webseg train-segmenter --labels LABELS_URI --out MODEL_URI [--val-collection URI] [--epochs N]
+
+Workers stream the label set's `labelled` rows through Ray Data (`get_dataset_shard("train")`),
+augment on their device (random scale 0.5-2 / crop / flip), train with cross-entropy (255 ignored)
+under a poly schedule and report a checkpoint every epoch. Training state lives in OUT/train/ (or
+OUT.train/ for a .pt file): running again with the same --out resumes from the last checkpoint and
+continues the same MLflow run. The final model goes to OUT (pipeline.checkpoint format) and to the
+MLflow model registry under `registered_model_name` with alias `candidate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+
+from pipeline import storage, tracking
+from pipeline.models.deeplab import DeepLabConfig
+from pipeline.registry import CANDIDATE, effective_tracking_uri, get_or_create_run
+from pipeline.train.segmenter_data import count_samples, load_source, read_label_set
+
+log = logging.getLogger(__name__)
+RUN_RECORD = "mlflow_run.json"
+RESULT = "result.json"  # the final summary, written by rank 0
+SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2 writes it with each checkpoint
+
+
+@dataclass(frozen=True)
+class SegmenterTrainConfig:
+    model: DeepLabConfig = field(
+        default_factory=DeepLabConfig
+    )  # num_classes is set from the label set
+    epochs: int = 12  # passes over the labelled images and frames
+    batch_size: int = 8  # global batch, split across workers
+    crop_size: int = 224  # training crop (square, px) after random scaling
+    store_size: int = 320  # decoded items are letterboxed to this long side before augmentation
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale of the stored image (log-uniform)
+    flip: float = 0.5  # probability of a horizontal flip
+    lr: float = 2e-3  # AdamW peak learning rate, decayed by the poly schedule
+    poly_power: float = 0.9  # lr = peak * (1 - step / total) ** power
+    weight_decay: float = 1e-4  # AdamW weight decay
+    backbone_lr_mult: float = 1.0  # backbone lr factor (e.g. 0.1 for an ImageNet init_from)
+    workers: int = 1  # Ray Train workers (DDP)
+    cpus_per_worker: float = (
+        0.75  # logical CPUs per worker; the rest feeds Ray Data (2-CPU deadlock)
+    )
+    data_cpus: float = 0.25  # logical CPUs per decode task
+    use_gpu: bool | str = "auto"  # True, False or "auto" (GPUs in ray.cluster_resources())
+    amp: bool = True  # mixed precision (float16 autocast + grad scaling), GPU only
+    seed: int = 0  # weights, shuffling and augmentation
+    init_from: str | None = (
+        None  # classifier checkpoint or torch ResNet state dict for the backbone
+    )
+    eval_long_side: int = 320  # validation and predict working resolution (long side, px)
+    val_collection: str | None = None  # a collection with gt/ scored every epoch (val_miou)
+    val_max_items: int = 0  # cap on validation images/frames (0 = all)
+    preview_items: int = 4  # training items in the image | pseudo-label | prediction grid
+    tracking_uri: str = (
+        tracking.DEFAULT_TRACKING_URI
+    )  # MLflow; relative sqlite paths are made absolute
+    experiment: str = "webseg-segmenter"  # MLflow experiment name
+    registered_model_name: str = "webseg-segmenter"  # MLflow registry name; alias `candidate`
+    run_name: str = "segmenter"  # Ray Train run name inside the state folder
+
+
+def state_uri(out_uri: str) -> str:
+    """Where training state lives: OUT/train, or OUT.train when OUT is a .pt/.pth file."""
+    if out_uri.rstrip("/").endswith((".pt", ".pth")):
+        return out_uri.rstrip("/") + ".train"
+    return storage.join(out_uri, "train")
+
+
+def _absolute(uri: str) -> str:
+    return uri if storage.is_remote(uri) else os.path.abspath(uri.removeprefix("file://"))
+
+
+def has_checkpoints(state: str, run_name: str) -> bool:
+    """Whether Ray Train recorded a checkpoint for this run (its checkpoint manager snapshot)."""
+    return storage.exists(storage.join(state, run_name, SNAPSHOT))
+
+
+def resolve_use_gpu(use_gpu: bool | str) -> bool:
+    """ "auto" -> whether the Ray cluster has GPUs (never torch.cuda on the driver)."""
+    if use_gpu == "auto":
+        return ray.cluster_resources().get("GPU", 0) > 0
+    if isinstance(use_gpu, bool):
+        return use_gpu
+    raise ValueError(f"use_gpu must be true, false or 'auto', got {use_gpu!r}")
+
+
+def _previews(sources: list[dict], cfg: SegmenterTrainConfig) -> list[dict]:
+    images = [s for s in sources if s["kind"] != "video"] or sources
+    picked = images[:: max(1, len(images) // max(1, cfg.preview_items))][: cfg.preview_items]
+    return [pair for source in picked for pair in load_source(source, cfg.store_size)[:1]]
+
+
+def training_dataset(sources: list[dict], cfg: SegmenterTrainConfig) -> ray.data.Dataset:
+    """Sources in a seeded order -> Ray Data rows {"image", "mask"} (decoded lazily, per epoch)."""
+    order = np.random.default_rng(cfg.seed).permutation(len(sources))
+    dataset = ray.data.from_items(
+        [sources[i] for i in order], override_num_blocks=min(len(sources), 32)
+    )
+    return dataset.flat_map(
+        load_source, fn_kwargs={"store_size": cfg.store_size}, num_cpus=cfg.data_cpus
+    )
+
+
+def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resume: bool = False):
+    """(TorchTrainer, loop config) for a label set; resolves classes, GPU and the MLflow run."""
+    sources, classes, _ = read_label_set(labels_uri)
+    if not sources:
+        raise ValueError(f"{labels_uri} has no labelled rows to train on")
+    cfg = replace(
+        cfg,
+        model=replace(cfg.model, num_classes=len(classes)),
+        tracking_uri=effective_tracking_uri(cfg.tracking_uri),
+    )
+    state = _absolute(state_uri(out_uri))
+    if resume and not has_checkpoints(state, cfg.run_name):
+        log.warning("--resume: no checkpoint under %s, starting from scratch", state)
+    run_id = get_or_create_run(
+        cfg.tracking_uri, cfg.experiment, storage.join(state, RUN_RECORD), cfg.run_name
+    )
+    dataset = training_dataset(sources, cfg)
+    loop_config = {
+        "cfg": cfg,
+        "classes": list(classes),
+        "out_uri": out_uri,
+        "run_id": run_id,
+        "samples": count_samples(sources),
+        "labels_uri": labels_uri,
+        "previews": _previews(sources, cfg),
+        "result_uri": storage.join(state, RESULT),
+    }
+    from pipeline.train.segmenter_loop import train_loop
+
+    trainer = ray.train.torch.TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers,
+            use_gpu=resolve_use_gpu(cfg.use_gpu),
+            resources_per_worker={"CPU": cfg.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run_name,
+            storage_path=state,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+        datasets={"train": dataset},
+    )
+    return trainer, loop_config
+
+
+def train_segmenter(
+    labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig | None = None, resume: bool = False
+) -> dict:
+    """Train (or resume) a segmenter on a pseudo-label set; write it to out_uri and register it.
+
+    Returns {"model_uri", "registered_model_uri", "version", "mlflow_run_id", "epochs",
+    "val_miou", "train_samples", "wall_s"}.
+    """
+    cfg = cfg or SegmenterTrainConfig()
+    start = time.time()
+    trainer, loop_config = build_trainer(labels_uri, out_uri, cfg, resume)
+    storage.remove(loop_config["result_uri"])
+    trainer.fit()
+    summary = json.loads(storage.read_text(loop_config["result_uri"]))
+    summary.update(
+        train_samples=loop_config["samples"], wall_s=round(time.time() - start, 1), alias=CANDIDATE
+    )
+    return summary

@@ -1,0 +1,154 @@
+"""Segmenter training data: labelled rows of a pseudo-label set, streamed with Ray Data.
+
+One Ray Data row per source (an image, or a video with its labelled frames, decoded once); each
+becomes letterboxed (image, mask) pairs. Random scale / crop / flip runs batched on the training
+device (`augment_pair`), seeded per worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline import schema, storage
+from pipeline.collection import load_label_space
+from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
+from pipeline.models.classifier import normalize
+from pipeline.output import read_table
+from pipeline.storage import StorageError
+
+log = logging.getLogger(__name__)
+IMAGE_COL, MASK_COL = "image", "mask"
+
+
+def read_label_set(labels_uri: str) -> tuple[list[dict[str, Any]], tuple[str, ...], str]:
+    """(sources, label space, collection root) of a pseudo-label set's `labelled` rows.
+
+    A source is {"uri": resolved media uri, "kind", "frames": JSON list of frame indices (-1 for an
+    image), "masks": JSON list of mask uris}; the collection root comes from LABELS/run.json.
+    """
+    run = json.loads(storage.read_text(storage.join(labels_uri, schema.RUN_NAME)))
+    root = run.get("collection")
+    if not root:
+        raise ValueError(f"{labels_uri}/{schema.RUN_NAME} does not name its collection")
+    rows = read_table(storage.join(labels_uri, schema.MANIFEST_NAME)).to_pylist()
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    frames, masks = defaultdict(list), defaultdict(list)
+    for row in rows:
+        if row[schema.STATUS] != schema.LABELLED or not row.get(schema.MASK_URI):
+            continue
+        key = (row[schema.ID], row[schema.URI])
+        grouped.setdefault(
+            key, {"uri": storage.resolve(root, row[schema.URI]), "kind": row[schema.KIND]}
+        )
+        frame = row.get(schema.FRAME_INDEX)
+        frames[key].append(schema.NO_FRAME if frame is None else int(frame))
+        masks[key].append(storage.resolve(labels_uri, row[schema.MASK_URI]))
+    sources = [
+        {**src, "frames": json.dumps(frames[k]), "masks": json.dumps(masks[k])}
+        for k, src in grouped.items()
+    ]
+    return sources, load_label_space(root), root
+
+
+def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scale so the long side is `size`, pad bottom/right to size x size.
+
+    image HxWx3 uint8, mask HxW uint8 (255 = ignore) -> (size x size x 3, size x size); padding is
+    black in the image and 255 (ignore) in the mask. A mask of another size is resized (nearest).
+    """
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out_image = np.zeros((size, size, 3), np.uint8)
+    out_mask = np.full((size, size), schema.IGNORE, np.uint8)
+    out_image[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp)
+    out_mask[:nh, :nw] = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    return out_image, out_mask
+
+
+def read_mask_png(uri: str) -> np.ndarray:
+    """A single-channel 8-bit PNG mask as HxW uint8."""
+    mask = cv2.imdecode(np.frombuffer(storage.read_bytes(uri), np.uint8), cv2.IMREAD_UNCHANGED)
+    if mask is None or mask.ndim != 2:
+        raise DecodeError(f"{uri}: not a single-channel PNG mask")
+    return mask.astype(np.uint8)
+
+
+def source_frames(source: dict[str, Any]) -> list[tuple[np.ndarray, str]]:
+    """(RGB frame, mask uri) of a source: its image, or its video's labelled frames (one decode)."""
+    indices, masks = json.loads(source["frames"]), json.loads(source["masks"])
+    if source["kind"] != schema.KIND_VIDEO:
+        return [(read_image(source["uri"]), masks[0])]
+    wanted = dict(zip(indices, masks, strict=True))
+    decode = DecodeConfig(max_frames_per_video=max(indices) + 1)
+    return [
+        (frame, wanted[i]) for i, frame in read_video_frames(source["uri"], decode) if i in wanted
+    ]
+
+
+def load_source(source: dict[str, Any], store_size: int) -> list[dict[str, np.ndarray]]:
+    """Ray Data flat_map: source -> [{"image": SxSx3 uint8, "mask": SxS uint8}]; [] on failure."""
+    try:
+        pairs = source_frames(source)
+        return [
+            dict(
+                zip(
+                    (IMAGE_COL, MASK_COL), letterbox(img, read_mask_png(m), store_size), strict=True
+                )
+            )
+            for img, m in pairs
+        ]
+    except (DecodeError, FileNotFoundError, StorageError, ValueError) as error:
+        log.warning("training skips %s: %s", source["uri"], error)
+        return []
+
+
+def count_samples(sources: list[dict[str, Any]]) -> int:
+    return sum(len(json.loads(s["frames"])) for s in sources)
+
+
+def augment_pair(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    crop: int,
+    scale_range: tuple[float, float],
+    flip: float,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random scale, crop (padding where the crop leaves the image) and horizontal flip.
+
+    images (B, S, S, 3) uint8, masks (B, S, S) uint8 -> (B, 3, crop, crop) float32 normalised,
+    (B, crop, crop) int64 with 255 = ignore (also where the crop falls outside the image).
+    gen lives on images.device.
+    """
+    batch, size, device = images.shape[0], images.shape[1], images.device
+    low, high = math.log(scale_range[0]), math.log(scale_range[1])
+    scale = torch.exp(torch.rand(batch, generator=gen, device=device) * (high - low) + low)
+    extent = crop / (scale * size)  # crop extent as a fraction of the stored image
+    centre = (torch.rand(batch, 2, generator=gen, device=device) * 2 - 1) * (1 - extent).abs()[
+        :, None
+    ]
+    sign = torch.where(torch.rand(batch, generator=gen, device=device) < flip, -1.0, 1.0)
+    theta = torch.zeros(batch, 2, 3, device=device)
+    theta[:, 0, 0], theta[:, 1, 1] = extent * sign, extent
+    theta[:, :, 2] = centre
+    grid = F.affine_grid(theta, [batch, 3, crop, crop], align_corners=False)
+    x = F.grid_sample(
+        normalize(images), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    shifted = (masks.float() + 1.0)[:, None]  # 0 marks "outside the image" after zero padding
+    y = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)[
+        :, 0
+    ]
+    y = y.long() - 1
+    return x, torch.where(y < 0, torch.full_like(y, schema.IGNORE), y)

@@ -1,0 +1,244 @@
+"""The segmenter's Ray Train worker loop (see pipeline/train/segmenter.py for the driver side).
+
+Every worker trains on its Ray Data shard; rank 0 alone talks to MLflow and writes the final model.
+A checkpoint (pipeline.checkpoint format plus optimizer, scaler, epoch, step and MLflow run id) is
+reported every epoch; `ray.train.get_checkpoint()` resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+
+import mlflow
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from pipeline import checkpoint, schema, storage, tracking
+from pipeline.config import to_dict
+from pipeline.models.deeplab import DeepLabV3, poly_lr_factor, segmentation_loss
+from pipeline.predict import segment
+from pipeline.registry import log_segmenter
+from pipeline.train.segmenter_data import IMAGE_COL, MASK_COL, augment_pair
+from pipeline.train.segmenter_eval import confusion, load_val_set, miou, preview_grid
+
+log = logging.getLogger(__name__)
+
+
+def _sum_across_workers(array: np.ndarray) -> np.ndarray:
+    """Element-wise sum over training workers (identity for one worker)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return array
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, array)
+    return np.sum(parts, axis=0)
+
+
+def _build(cfg, restored: dict | None) -> tuple[DeepLabV3, torch.optim.Optimizer]:
+    torch.manual_seed(cfg.seed)  # same initial weights on every worker
+    model = DeepLabV3(cfg.model)
+    if restored is not None:
+        model.load_state_dict(restored["state_dict"])
+    elif cfg.init_from:
+        report = checkpoint.load_pretrained_backbone(
+            model, cfg.init_from
+        )  # uses model.backbone only
+        log.info("backbone from %s: %s", cfg.init_from, report.summary())
+    backbone, head = model.param_groups()
+    groups = [
+        {"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult},
+        {"params": head, "lr": cfg.lr},
+    ]
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    if restored is not None:
+        optimizer.load_state_dict(restored["optimizer"])
+    return model, optimizer
+
+
+def _restore() -> dict | None:
+    found = ray.train.get_checkpoint()
+    if found is None:
+        return None
+    with found.as_directory() as folder:
+        return checkpoint.load_payload(folder)
+
+
+def _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule: dict) -> tuple[float, int]:
+    """One pass over this worker's shard; returns (mean loss, samples seen)."""
+    model.train()
+    device_type = "cuda" if scaler.is_enabled() else "cpu"
+    losses, seen = [], 0
+    for batch in batches:
+        factor = poly_lr_factor(schedule["step"], schedule["total"], cfg.poly_power)
+        for group, base in zip(optimizer.param_groups, schedule["base_lrs"], strict=True):
+            group["lr"] = base * factor
+        x, y = augment_pair(
+            batch[IMAGE_COL], batch[MASK_COL], cfg.crop_size, cfg.scale_range, cfg.flip, gen
+        )
+        autocast = (
+            torch.autocast(device_type, dtype=torch.float16)
+            if scaler.is_enabled()
+            else nullcontext()
+        )
+        with autocast:
+            loss = segmentation_loss(model(x).float(), y, schema.IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        schedule["step"] += 1
+        losses.append(loss.item())
+        seen += x.shape[0]
+    return (float(np.mean(losses)) if losses else float("nan")), seen
+
+
+def _report(model, optimizer, scaler, cfg, classes, metrics: dict, state: dict, rank: int) -> None:
+    """ray.train.report with rank 0's full training state (every rank must call it)."""
+    with tempfile.TemporaryDirectory() as folder:
+        found = None
+        if rank == 0:
+            extra = {
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "metrics": metrics,
+                "eval_long_side": cfg.eval_long_side,
+                **state,
+            }
+            checkpoint.save_model(model, cfg.model, folder, classes, extra=extra)
+            found = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report(metrics, checkpoint=found)
+
+
+def _validate(model, pairs, cfg) -> np.ndarray | None:
+    if not cfg.val_collection:
+        return None
+    net = getattr(model, "module", model).eval()
+    return _sum_across_workers(confusion(net, pairs, cfg.model.num_classes, cfg.eval_long_side))
+
+
+def _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat) -> dict:
+    counts = _sum_across_workers(np.array([loss * seen, seen], np.float64))
+    metrics = {
+        "epoch": epoch,
+        "loss": float(counts[0] / max(counts[1], 1)),
+        "lr": optimizer.param_groups[-1]["lr"],
+        "epoch_s": seconds,
+        "samples_per_s": float(counts[1] / max(seconds, 1e-9)),
+    }
+    if mat is not None:
+        metrics["val_miou"] = miou(mat)
+    return metrics
+
+
+def _finish(model, cfg, classes, config: dict, mat) -> dict:
+    """Rank 0: final model to out_uri, artifacts and the registered model (active MLflow run)."""
+    net = getattr(model, "module", model).eval()
+    extra = {"eval_long_side": cfg.eval_long_side, "labels_uri": config["labels_uri"]}
+    model_uri = checkpoint.save_model(net, cfg.model, config["out_uri"], classes, extra=extra)
+    mlflow.log_dict(to_dict(cfg), "config.json")
+    if mat is not None:
+        mlflow.log_dict(
+            {"classes": classes, "rows_gt_columns_pred": mat.tolist()}, "confusion_matrix.json"
+        )
+    previews = config["previews"]
+    if previews:
+        preds = [segment(net, p["image"], cfg.store_size) for p in previews]
+        mlflow.log_image(
+            preview_grid([p["image"] for p in previews], [p["mask"] for p in previews], preds),
+            "preview_image_pseudolabel_prediction.png",
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        local = checkpoint.save_model(net, cfg.model, folder, classes, extra=extra)
+        registered = log_segmenter(local, cfg.registered_model_name)
+    return {
+        "model_uri": model_uri,
+        "registered_model_uri": registered["model_uri"],
+        "version": registered["version"],
+    }
+
+
+def _setup(cfg, world: int, samples: int, device) -> tuple:
+    """(DDP-prepared model, optimizer, scaler, schedule state, first epoch); restored on resume."""
+    restored = _restore()
+    model, optimizer = _build(cfg, restored)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    if restored is not None and restored.get("scaler"):
+        scaler.load_state_dict(restored["scaler"])
+    steps = max(1, samples // world // max(2, cfg.batch_size // world))
+    schedule = {
+        "step": int(restored["step"]) if restored else 0,
+        "total": cfg.epochs * steps,
+        "base_lrs": [cfg.lr * cfg.backbone_lr_mult, cfg.lr],
+    }
+    start_epoch = int(restored["epoch"]) + 1 if restored else 0
+    return ray.train.torch.prepare_model(model), optimizer, scaler, schedule, start_epoch
+
+
+def _start_mlflow(cfg, config: dict, world: int, fresh: bool) -> None:
+    """Rank 0: continue the run the driver created; params only on a fresh start."""
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.start_run(run_id=config["run_id"])
+    if fresh:
+        tracking.log_config(cfg)
+        extra = {"labels_uri": config["labels_uri"], "train_samples": config["samples"]}
+        mlflow.log_params({**extra, "workers": world})
+
+
+def _batches(shard, batch_size: int, device, seed: int):
+    return shard.iter_torch_batches(
+        batch_size=batch_size,
+        dtypes={IMAGE_COL: torch.uint8, MASK_COL: torch.uint8},
+        device=device,
+        local_shuffle_buffer_size=4 * batch_size,
+        local_shuffle_seed=seed,
+        drop_last=True,
+    )
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train worker entry point; config from segmenter.build_trainer."""
+    cfg, classes = config["cfg"], config["classes"]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, context.get_local_world_size())))
+    device = ray.train.torch.get_device()
+    model, optimizer, scaler, schedule, start = _setup(cfg, world, config["samples"], device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
+    pairs = []
+    if cfg.val_collection:
+        pairs = load_val_set(cfg.val_collection, cfg.eval_long_side, rank, world, cfg.val_max_items)
+    shard = ray.train.get_dataset_shard("train")
+    if rank == 0:
+        _start_mlflow(cfg, config, world, fresh=start == 0)
+    mat, metrics = None, {}
+    for epoch in range(start, cfg.epochs):
+        started = time.time()
+        batches = _batches(shard, max(2, cfg.batch_size // world), device, cfg.seed + epoch)
+        loss, seen = _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule)
+        seconds = time.time() - started
+        mat = _validate(model, pairs, cfg)
+        metrics = _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat)
+        if rank == 0:
+            tracking.log_metrics(metrics, step=epoch)
+        state = {"epoch": epoch, "step": schedule["step"], "mlflow_run_id": config["run_id"]}
+        _report(model, optimizer, scaler, cfg, classes, metrics, state, rank)
+    if mat is None and cfg.val_collection:
+        mat = _validate(model, pairs, cfg)
+    final = {
+        "epochs": cfg.epochs,
+        "mlflow_run_id": config["run_id"],
+        "samples_per_s": metrics.get("samples_per_s"),
+        "val_miou": miou(mat) if mat is not None else None,
+    }
+    if rank == 0:  # Result.metrics only holds checkpointed reports: the summary goes to a file
+        final.update(_finish(model, cfg, classes, config, mat))
+        mlflow.end_run()
+        storage.write_text(config["result_uri"], json.dumps(final, default=str))

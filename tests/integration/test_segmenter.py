@@ -1,0 +1,216 @@
+"""Segmenter end to end against a real MLflow server: train, register, predict, kill and resume.
+
+The label set is built from a generated collection's gt (a stand-in for pseudo-labels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import schema
+from pipeline.evaluate import evaluate_labels
+from pipeline.output import write_manifest, write_run_json
+from pipeline.sample_data import generate
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mlflow_server import MlflowServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {
+    "model": {"width": 8, "aspp_channels": 16},
+    "batch_size": 4,
+    "crop_size": 64,
+    "store_size": 96,
+    "eval_long_side": 96,
+    "cpus_per_worker": 0.5,
+    "lr": 0.01,
+    "preview_items": 2,
+}
+
+
+def make_label_set(collection: str, out: Path, frame_step: int = 4) -> str:
+    """A label set whose masks are the collection's gt: every image, every frame_step-th frame."""
+    rows = []
+    for line in Path(collection, "manifest.jsonl").read_text().splitlines():
+        item = json.loads(line)
+        gt = Path(collection, "gt", item["id"])
+        frames = (
+            [None]
+            if item["kind"] == "image"
+            else sorted(int(p.stem) for p in gt.iterdir())[::frame_step]
+        )
+        for frame in frames:
+            relative = (
+                schema.image_mask_path(item["id"])
+                if frame is None
+                else schema.frame_mask_path(item["id"], frame)
+            )
+            source = Path(f"{gt}.png") if frame is None else gt / f"{frame:06d}.png"
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            (out / relative).write_bytes(source.read_bytes())
+            rows.append(
+                {
+                    schema.ID: item["id"],
+                    schema.URI: item["uri"],
+                    schema.KIND: item["kind"],
+                    schema.TAGS: item["tags"],
+                    schema.FRAME_INDEX: frame,
+                    schema.STATUS: schema.LABELLED,
+                    schema.MASK_URI: relative,
+                    schema.SCORES: "{}",
+                    schema.SOURCE_INDEX: len(rows),
+                    schema.GROUP: item["id"],
+                }
+            )
+    write_manifest(str(out), rows)
+    write_run_json(str(out), {"collection": collection})
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with MlflowServer(tmp_path_factory.mktemp("mlflow")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    collection = generate(str(tmp_path_factory.mktemp("coll")), images=8, videos=1)
+    return collection, make_label_set(collection, tmp_path_factory.mktemp("labels"))
+
+
+def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path):
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.config import from_dict
+    from pipeline.predict import PredictConfig, run_predict
+    from pipeline.train.segmenter import SegmenterTrainConfig, train_segmenter
+
+    collection, labels = data
+    cfg = from_dict(
+        SegmenterTrainConfig,
+        {
+            **TINY,
+            "epochs": 2,
+            "val_collection": collection,
+            "tracking_uri": server.uri,
+            "experiment": "seg-train",
+            "registered_model_name": "seg-test",
+        },
+    )
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = train_segmenter(labels, str(tmp_path / "model"), cfg)
+    finally:
+        ray.shutdown()
+    assert result["epochs"] == 2 and 0.0 <= result["val_miou"] <= 1.0
+    assert result["registered_model_uri"] == "models:/seg-test@candidate"
+    client = MlflowClient(server.uri)
+    assert client.get_model_version_by_alias("seg-test", "candidate").version == result["version"]
+    run = client.get_run(result["mlflow_run_id"])
+    assert {"loss", "lr", "val_miou"} <= set(run.data.metrics) and run.data.params["epochs"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_miou")] == [0, 1]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {
+        "config.json",
+        "confusion_matrix.json",
+        "preview_image_pseudolabel_prediction.png",
+    } <= artifacts
+    assert (tmp_path / "model" / "model.pt").exists()
+
+    out = tmp_path / "pred"
+    run_predict(
+        "models:/seg-test@candidate", collection, str(out), PredictConfig(tracking_uri=server.uri)
+    )
+    scores = evaluate_labels(str(out), collection)
+    assert (
+        scores["images_scored"] == 8 and scores["missing"] == 0 and scores["image_miou"] is not None
+    )
+
+
+def _train_command(labels: str, out: Path, config: Path, server: MlflowServer) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.segmenter_commands",
+        "train-segmenter",
+        "--labels",
+        labels,
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--tracking-uri",
+        server.uri,
+        "--ray-address",
+        "local",
+        "--epochs",
+        "3",
+    ]
+
+
+def test_killed_run_resumes_into_the_same_mlflow_run(server, data, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    _, labels = data
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "segmenter": {
+                    **TINY,
+                    "experiment": "seg-resume",
+                    "registered_model_name": "seg-resume",
+                }
+            }
+        )
+    )
+    out = tmp_path / "model"
+    snapshot = out / "train" / "segmenter" / "checkpoint_manager_snapshot.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = open(tmp_path / "first.log", "wb")  # noqa: SIM115 (closed after the kill)
+    first = subprocess.Popen(
+        _train_command(labels, out, config, server),
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 240
+    while not snapshot.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    tail = (tmp_path / "first.log").read_text(errors="replace")[-3000:]
+    assert snapshot.exists() and first.poll() is None, f"no checkpoint before exit/timeout: {tail}"
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    first.wait(timeout=30)
+    log.close()
+
+    second = subprocess.run(
+        [*_train_command(labels, out, config, server), "--resume"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    result = json.loads(second.stdout[second.stdout.index("{") :])
+    assert result["epochs"] == 3
+    client = MlflowClient(server.uri)
+    experiment = client.get_experiment_by_name("seg-resume")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_id == result["mlflow_run_id"]
+    steps = [m.step for m in client.get_metric_history(result["mlflow_run_id"], "loss")]
+    assert sorted(set(steps)) == [0, 1, 2] and steps.count(0) == 1  # epoch 0 was not trained twice
+    assert client.get_model_version_by_alias("seg-resume", "candidate").version == result["version"]

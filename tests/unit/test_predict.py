@@ -1,0 +1,93 @@
+"""predict: segment() core, and a whole collection -> label set that evaluate can read (no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from pipeline import checkpoint, schema
+from pipeline.decode import DecodeConfig
+from pipeline.evaluate import evaluate_labels
+from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+from pipeline.predict import PredictConfig, run_predict, segment
+from pipeline.registry import load_segmenter
+from pipeline.sample_data import generate
+
+TINY = DeepLabConfig(width=8, aspp_channels=8, num_classes=3)
+
+
+class ConstantModel(torch.nn.Module):
+    """Logits favouring class `best` everywhere (at the input's size)."""
+
+    def __init__(self, best: int, classes: int = 3):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.best, self.classes = best, classes
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.classes, *x.shape[-2:])
+        out[:, self.best] = 1.0
+        return out
+
+
+def test_segment_returns_source_resolution_uint8():
+    model = DeepLabV3(TINY).eval()
+    mask = segment(model, np.zeros((37, 53, 3), np.uint8), long_side=32)
+    assert mask.shape == (37, 53) and mask.dtype == np.uint8 and mask.max() < 3
+
+
+def test_segment_restricts_to_allowed_classes():
+    image = np.zeros((10, 12, 3), np.uint8)
+    assert (segment(ConstantModel(2), image, 16) == 2).all()
+    assert (segment(ConstantModel(2), image, 16, allowed=(0, 1)) != 2).all()
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    return generate(str(tmp_path_factory.mktemp("coll")), images=3, videos=1)
+
+
+def test_run_predict_writes_the_pseudo_label_format(collection, tmp_path):
+    model_file = checkpoint.save_model(
+        DeepLabV3(TINY),
+        TINY,
+        str(tmp_path / "model"),
+        ["background", "ball", "box"],
+        extra={"eval_long_side": 64},
+    )
+    loaded, info = load_segmenter(str(tmp_path / "model"))
+    assert info["eval_long_side"] == 64 and info["classes"] == ("background", "ball", "box")
+    assert not loaded.training
+    out = str(tmp_path / "pred")
+    run = run_predict(model_file, collection, out, PredictConfig())
+    rows = pq.read_table(f"{out}/{schema.MANIFEST_NAME}").to_pylist()
+    images = [r for r in rows if r[schema.KIND] == "image"]
+    frames = [r for r in rows if r[schema.KIND] == "video"]
+    assert len(images) == 3 and images[0][schema.FRAME_INDEX] is None
+    assert images[0][schema.MASK_URI] == schema.image_mask_path(images[0][schema.ID])
+    assert len(frames) == 32 and frames[5][schema.MASK_URI] == schema.frame_mask_path("clip_00", 5)
+    assert all(r[schema.STATUS] == schema.LABELLED for r in rows)
+    assert run["counts"]["rows"] == 35
+    assert json.loads((tmp_path / "pred" / schema.RUN_NAME).read_text())["collection"] == collection
+    scores = evaluate_labels(out, collection)  # masks at source resolution, or this raises
+    assert scores["images_scored"] == 3 and scores["frames_scored"] == 32 and scores["missing"] == 0
+
+
+def test_unreadable_item_becomes_a_failed_row(collection, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(collection, broken)
+    (broken / "media" / "img_001.jpg").write_bytes(b"not a jpeg")
+    model_file = checkpoint.save_model(
+        DeepLabV3(TINY), TINY, str(tmp_path / "m.pt"), ["background", "ball", "box"]
+    )
+    cfg = PredictConfig(long_side=32, decode=DecodeConfig(max_frames_per_video=2))
+    run_predict(model_file, str(broken), str(tmp_path / "pred"), cfg)
+    rows = pq.read_table(tmp_path / "pred" / schema.MANIFEST_NAME).to_pylist()
+    failed = [r for r in rows if r[schema.STATUS] == schema.FAILED]
+    assert [r[schema.ID] for r in failed] == ["img_001"] and failed[0][schema.REASON]
