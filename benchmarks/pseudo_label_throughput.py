@@ -74,12 +74,20 @@ def main() -> None:
         collection = subset_collection(args.collection, args.images, root)
         base = sequential(collection, model, cfg)
         ray_s = pipelined(collection, model, cfg)
-    print(json.dumps({
-        "images": args.images, "sequential_s": round(base, 1), "pipeline_s": round(ray_s, 1),
-        "sequential_items_per_s": round(args.images / base, 2),
-        "pipeline_items_per_s": round(args.images / ray_s, 2),
-        "speedup_ratio": round(base / ray_s, 2), "cpus": os.cpu_count(),
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "images": args.images,
+                "sequential_s": round(base, 1),
+                "pipeline_s": round(ray_s, 1),
+                "sequential_items_per_s": round(args.images / base, 2),
+                "pipeline_items_per_s": round(args.images / ray_s, 2),
+                "speedup_ratio": round(base / ray_s, 2),
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

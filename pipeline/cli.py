@@ -4,7 +4,8 @@
     webseg pseudo-label     --collection URI --model MODEL_URI --out LABELS_URI [--config FILE]
     webseg evaluate         --labels LABELS_URI --collection URI [--json]
     webseg report           --labels LABELS_URI [--collection URI]
-    webseg train-segmenter  --labels LABELS_URI --out MODEL_URI [--val-collection URI] [--epochs N] [--workers N] [--resume]
+    webseg train-segmenter  --labels LABELS_URI --out MODEL_URI [--val-collection URI]
+                            [--epochs N] [--workers N] [--resume]
     webseg predict          --model MODEL_URI --collection URI --out LABELS_URI
     webseg retrain          (see webseg retrain --help)
     webseg demo             [--out DIR]
@@ -57,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-    )  # fmt: skip
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     handler: Callable[[argparse.Namespace], object] = args.handler
     try:
         result = handler(args)

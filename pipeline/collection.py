@@ -30,7 +30,9 @@ class ManifestError(ValueError):
 class CollectionConfig:
     allow_outside_paths: bool = False  # relative uris that climb out of the collection root ('..')
     allow_absolute_uris: bool = True  # absolute paths and s3:// uris named by the manifest
-    malformed_rows: str = "fail"  # "fail": a failed row per malformed line; "error": stop with the line number
+    malformed_rows: str = (
+        "fail"  # "fail": a failed row per malformed line; "error": stop with the line number
+    )
 
 
 @dataclass(frozen=True)
@@ -171,9 +173,15 @@ def _to_item(row: dict, index: int, root: str, class_index: dict, cfg: Collectio
     known = tuple(dict.fromkeys(t for t in tags if t in class_index and class_index[t] != 0))
     unknown = tuple(t for t in tags if t not in class_index)
     base = Item(
-        item_id, source_uri, base.kind, known, tuple(class_index[t] for t in known), source_uri,
-        unknown, index,
-    )  # fmt: skip
+        item_id,
+        source_uri,
+        base.kind,
+        known,
+        tuple(class_index[t] for t in known),
+        source_uri,
+        unknown,
+        index,
+    )
     error = row.get("_error") or _row_problem(base, root, cfg)
     if error:
         return _with_error(base, error)
@@ -196,7 +204,9 @@ def _row_problem(item: Item, root: str, cfg: CollectionConfig) -> str | None:
         return "uri escapes the collection root (collection.allow_outside_paths is false)"
     kind = item.kind or infer_kind(item.source_uri)
     if kind not in (schema.KIND_IMAGE, schema.KIND_VIDEO):
-        return f"unknown kind: {item.kind!r}" if item.kind else "cannot infer kind from the extension"
+        return (
+            f"unknown kind: {item.kind!r}" if item.kind else "cannot infer kind from the extension"
+        )
     return None
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from typing import Any
 
 from pipeline.settings import load_settings
@@ -26,8 +24,14 @@ def train_classifier(args: argparse.Namespace) -> dict:
     from pipeline.runtime import init_ray
     from pipeline.train.classifier import train_classifier as train
 
-    cfg = _settings(args, {"classifier.epochs": args.epochs, "classifier.workers": args.workers,
-                           "classifier.tracking_uri": args.tracking_uri})  # fmt: skip
+    cfg = _settings(
+        args,
+        {
+            "classifier.epochs": args.epochs,
+            "classifier.workers": args.workers,
+            "classifier.tracking_uri": args.tracking_uri,
+        },
+    )
     init_ray(args.ray_address)
     return train(args.collection, args.out, cfg.classifier)
 
@@ -86,11 +90,17 @@ def demo(args: argparse.Namespace) -> str:
 
 
 COMMANDS = {
-    "train-classifier": (train_classifier, _args_train_classifier,
-                         "train the multi-label CAM classifier with Ray Train"),
-    "pseudo-label": (pseudo_label, _args_pseudo_label,
-                     "label a collection: decode -> CAM -> refine -> masks + manifest"),
+    "train-classifier": (
+        train_classifier,
+        _args_train_classifier,
+        "train the multi-label CAM classifier with Ray Train",
+    ),
+    "pseudo-label": (
+        pseudo_label,
+        _args_pseudo_label,
+        "label a collection: decode -> CAM -> refine -> masks + manifest",
+    ),
     "evaluate": (evaluate, _args_evaluate, "score a label set against a collection's ground truth"),
     "report": (report, _args_report, "write a static HTML report of a label set"),
     "demo": (demo, _args_demo, "run the whole job on a generated sample collection, locally"),
-}  # fmt: skip
+}

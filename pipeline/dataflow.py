@@ -22,8 +22,13 @@ from pipeline.collection import Collection, read_collection
 from pipeline.config import flatten
 from pipeline.label_config import AUTO, PseudoLabelConfig, ResourcesConfig, StageResources
 from pipeline.output import (
-    completed_groups, merge_rows, read_previous_rows, status_counts, write_manifest, write_run_json,
-)  # fmt: skip
+    completed_groups,
+    merge_rows,
+    read_previous_rows,
+    status_counts,
+    write_manifest,
+    write_run_json,
+)
 from pipeline.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
 
 log = logging.getLogger(__name__)
@@ -49,29 +54,47 @@ def resolve_resources(res: ResourcesConfig, cluster: dict[str, float]) -> Resour
 
 
 def build_dataset(
-    collection: Collection, model_uri: str | None, out_uri: str, cfg: PseudoLabelConfig,
-    res: ResourcesConfig, skip_groups: frozenset[str],
-) -> ray.data.Dataset:  # fmt: skip
+    collection: Collection,
+    model_uri: str | None,
+    out_uri: str,
+    cfg: PseudoLabelConfig,
+    res: ResourcesConfig,
+    skip_groups: frozenset[str],
+) -> ray.data.Dataset:
     rows = [item_row(item) for item in collection.items]
     blocks = max(1, min(len(rows) // max(1, res.decode.batch_size), 1000))
     items = ray.data.from_items(rows, override_num_blocks=blocks)
     decoded = items.map_batches(
-        decode_batch, fn_kwargs={"cfg": cfg.decode, "skip_groups": skip_groups},
-        batch_size=res.decode.batch_size, num_cpus=res.decode.num_cpus, batch_format="numpy",
-    )  # fmt: skip
+        decode_batch,
+        fn_kwargs={"cfg": cfg.decode, "skip_groups": skip_groups},
+        batch_size=res.decode.batch_size,
+        num_cpus=res.decode.num_cpus,
+        batch_format="numpy",
+    )
     with_cams = decoded.map_batches(
-        CamStage, fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
-        compute=_pool(res.cam), num_gpus=res.cam.num_gpus, num_cpus=res.cam.num_cpus,
-        batch_size=res.cam.batch_size, batch_format="numpy",
-    )  # fmt: skip
+        CamStage,
+        fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
+        compute=_pool(res.cam),
+        num_gpus=res.cam.num_gpus,
+        num_cpus=res.cam.num_cpus,
+        batch_size=res.cam.batch_size,
+        batch_format="numpy",
+    )
     refined = with_cams.map_batches(
-        RefineStage, fn_constructor_kwargs={"cfg": cfg}, compute=_pool(res.refine),
-        num_cpus=res.refine.num_cpus, batch_size=res.refine.batch_size, batch_format="numpy",
-    )  # fmt: skip
+        RefineStage,
+        fn_constructor_kwargs={"cfg": cfg},
+        compute=_pool(res.refine),
+        num_cpus=res.refine.num_cpus,
+        batch_size=res.refine.batch_size,
+        batch_format="numpy",
+    )
     return refined.map_batches(
-        write_batch, fn_kwargs={"out_uri": out_uri, "save_cams": cfg.output.save_cams},
-        batch_size=res.write.batch_size, num_cpus=res.write.num_cpus, batch_format="numpy",
-    )  # fmt: skip
+        write_batch,
+        fn_kwargs={"out_uri": out_uri, "save_cams": cfg.output.save_cams},
+        batch_size=res.write.batch_size,
+        num_cpus=res.write.num_cpus,
+        batch_format="numpy",
+    )
 
 
 def _pool(stage: StageResources) -> ActorPoolStrategy:
@@ -87,8 +110,12 @@ def run_pseudo_label(
     previous = read_previous_rows(out_uri)
     skip = completed_groups(previous, cfg.output.retry_failed)
     todo = [item for item in collection.items if not _all_done(item, skip)]
-    log.info("%d items, %d already done, %d to label", len(collection.items),
-             len(collection.items) - len(todo), len(todo))  # fmt: skip
+    log.info(
+        "%d items, %d already done, %d to label",
+        len(collection.items),
+        len(collection.items) - len(todo),
+        len(todo),
+    )
     res = resolve_resources(cfg.resources, ray.cluster_resources())
     seconds, new_rows = Counter(), 0
     if todo:
@@ -116,19 +143,33 @@ def _lost_rows(collection: Collection, rows: list[dict]) -> list[dict]:
     """Safety net: an input item with no output row at all gets a failed row (nothing silently lost)."""
     seen = {(r[schema.SOURCE_INDEX], r[schema.ID]) for r in rows}
     return [
-        {schema.ID: it.id, schema.URI: it.source_uri, schema.KIND: it.kind, schema.TAGS: list(it.tags),
-         schema.FRAME_INDEX: None, schema.STATUS: schema.FAILED,
-         schema.REASON: "no output was produced for this item (lost during processing)",
-         schema.MASK_URI: None, schema.SCORES: "{}", schema.SOURCE_INDEX: it.source_index,
-         schema.GROUP: f"{it.source_index}/{it.id}"}
-        for it in collection.items if (it.source_index, it.id) not in seen
-    ]  # fmt: skip
+        {
+            schema.ID: it.id,
+            schema.URI: it.source_uri,
+            schema.KIND: it.kind,
+            schema.TAGS: list(it.tags),
+            schema.FRAME_INDEX: None,
+            schema.STATUS: schema.FAILED,
+            schema.REASON: "no output was produced for this item (lost during processing)",
+            schema.MASK_URI: None,
+            schema.SCORES: "{}",
+            schema.SOURCE_INDEX: it.source_index,
+            schema.GROUP: f"{it.source_index}/{it.id}",
+        }
+        for it in collection.items
+        if (it.source_index, it.id) not in seen
+    ]
 
 
 def code_version() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=storage.dirname(__file__))  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=storage.dirname(__file__),
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

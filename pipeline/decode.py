@@ -17,7 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline import storage
 
-Image.MAX_IMAGE_PIXELS = None  # our own limit (DecodeConfig.max_pixels) applies, with a clear reason
+Image.MAX_IMAGE_PIXELS = (
+    None  # our own limit (DecodeConfig.max_pixels) applies, with a clear reason
+)
 
 
 class DecodeError(ValueError):
@@ -80,7 +82,9 @@ def read_image(uri: str, cfg: DecodeConfig | None = None) -> np.ndarray:
     return decode_image(storage.read_bytes(uri), cfg.max_pixels)
 
 
-def read_video_frames(uri: str, cfg: DecodeConfig | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def read_video_frames(
+    uri: str, cfg: DecodeConfig | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """Sampled frames of a video as (frame_index, HxWx3 uint8 RGB); frame_index = 0-based decode order.
 
     Raises DecodeError when the video cannot be opened, is too large per frame, or has no frames.
@@ -96,7 +100,9 @@ def read_video_frames(uri: str, cfg: DecodeConfig | None = None) -> Iterator[tup
             capture.release()
 
 
-def _sample_frames(capture: cv2.VideoCapture, cfg: DecodeConfig) -> Iterator[tuple[int, np.ndarray]]:
+def _sample_frames(
+    capture: cv2.VideoCapture, cfg: DecodeConfig
+) -> Iterator[tuple[int, np.ndarray]]:
     if not capture.isOpened():
         raise DecodeError("cannot open video (corrupt or unsupported container)")
     width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))

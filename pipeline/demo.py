@@ -26,8 +26,9 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
     paths = {name: os.path.join(out, name) for name in ("collection", "labels")}
     paths["model"] = os.path.join(out, "model", "classifier.pt")
     tracking = f"sqlite:///{os.path.join(out, 'mlflow.db')}"
-    cfg = load_settings(config, {"classifier.epochs": epochs or DEMO_EPOCHS,
-                                 "classifier.tracking_uri": tracking})  # fmt: skip
+    cfg = load_settings(
+        config, {"classifier.epochs": epochs or DEMO_EPOCHS, "classifier.tracking_uri": tracking}
+    )
     timings = {}
     started = time.time()
     sample_data.generate(paths["collection"])
@@ -43,12 +44,13 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
     storage.write_text(os.path.join(out, "evaluation.json"), json.dumps(result, indent=2))
     report = build_report(paths["labels"], paths["collection"])
     lines = [
-        format_table(result), "",
+        format_table(result),
+        "",
         f"collection : {paths['collection']}",
         f"classifier : {paths['model']}  (MLflow run {trained.get('mlflow_run_id')}, {tracking})",
         f"labels     : {paths['labels']}  (manifest.parquet, masks/, run.json)",
         f"evaluation : {os.path.join(out, 'evaluation.json')}",
         f"report     : {report}",
         "seconds    : " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()),
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)

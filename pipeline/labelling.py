@@ -53,18 +53,21 @@ def label_video_window(
     if cfg.mode == "crf" or not tag_ids:
         masks = [
             label_image(f, None if cam_list is None else cam_list[t], tag_ids, image_cfg)
-            if keep[t] else None
+            if keep[t]
+            else None
             for t, f in enumerate(frame_list)
-        ]  # fmt: skip
+        ]
     else:
         masks = segment_video(frame_list, cam_list, tag_ids, keep, shot_ids, cfg.segment)
         if cfg.mode == "both":
-            masks = [_agree_with_crf(f, m, tag_ids, image_cfg) for f, m in zip(frame_list, masks)]
+            pairs = zip(frame_list, masks, strict=True)
+            masks = [_agree_with_crf(f, m, tag_ids, image_cfg) for f, m in pairs]
     return [
-        FrameLabel(schema.LABELLED, None, m) if keep[t]
+        FrameLabel(schema.LABELLED, None, m)
+        if keep[t]
         else FrameLabel(schema.FILTERED, reasons[t], None)
         for t, m in enumerate(masks)
-    ]  # fmt: skip
+    ]
 
 
 def _relevance(

@@ -19,12 +19,21 @@ import pyarrow.parquet as pq
 from pipeline import schema, storage
 from pipeline.rows import dumps, loads
 
-MANIFEST_SCHEMA = pa.schema([
-    (schema.ID, pa.string()), (schema.URI, pa.string()), (schema.KIND, pa.string()),
-    (schema.TAGS, pa.list_(pa.string())), (schema.FRAME_INDEX, pa.int64()),
-    (schema.STATUS, pa.string()), (schema.REASON, pa.string()), (schema.MASK_URI, pa.string()),
-    (schema.SCORES, pa.string()), (schema.SOURCE_INDEX, pa.int64()), (schema.GROUP, pa.string()),
-])  # fmt: skip
+MANIFEST_SCHEMA = pa.schema(
+    [
+        (schema.ID, pa.string()),
+        (schema.URI, pa.string()),
+        (schema.KIND, pa.string()),
+        (schema.TAGS, pa.list_(pa.string())),
+        (schema.FRAME_INDEX, pa.int64()),
+        (schema.STATUS, pa.string()),
+        (schema.REASON, pa.string()),
+        (schema.MASK_URI, pa.string()),
+        (schema.SCORES, pa.string()),
+        (schema.SOURCE_INDEX, pa.int64()),
+        (schema.GROUP, pa.string()),
+    ]
+)
 TIMINGS = ("decode", "cam", "refine", "write")
 
 
@@ -52,31 +61,51 @@ class LabelWriter:
             if status == schema.LABELLED:
                 mask_uri = self._write_mask(str(row[schema.ID]), frame_index, row[schema.MASKS][t])
             frame_scores = (
-                {tag: round(float(s), 4) for tag, s in zip(tags, scores[t])}
+                {tag: round(float(s), 4) for tag, s in zip(tags, scores[t], strict=False)}
                 if len(scores) > t
                 else {}
             )
-            out.append(self._row(row, frame_index, status, reasons[t] if t < len(reasons) else None,
-                                 mask_uri, frame_scores, len(indices)))  # fmt: skip
+            out.append(
+                self._row(
+                    row,
+                    frame_index,
+                    status,
+                    reasons[t] if t < len(reasons) else None,
+                    mask_uri,
+                    frame_scores,
+                    len(indices),
+                )
+            )
         if self.save_cams and row[schema.KIND] == schema.KIND_IMAGE and out[0][schema.MASK_URI]:
             self._write_cam(str(row[schema.ID]), row[schema.CAM], row[schema.MASKS][0].shape)
         return out
 
     def _row(self, row, frame_index, status, reason, mask_uri, frame_scores, frames):
-        timings = {f"{schema.TIMING_PREFIX}{s}": float(row.get(f"{schema.TIMING_PREFIX}{s}", 0.0)) / frames
-                   for s in TIMINGS[:3]}  # fmt: skip
+        timings = {
+            f"{schema.TIMING_PREFIX}{s}": float(row.get(f"{schema.TIMING_PREFIX}{s}", 0.0)) / frames
+            for s in TIMINGS[:3]
+        }
         return {
-            schema.ID: str(row[schema.ID]), schema.URI: str(row[schema.SOURCE_URI]),
-            schema.KIND: str(row[schema.KIND]), schema.TAGS: str(row[schema.TAGS]),
-            schema.FRAME_INDEX: int(frame_index), schema.STATUS: status,
-            schema.REASON: reason if status != schema.LABELLED else None, schema.MASK_URI: mask_uri,
-            schema.SCORES: dumps(frame_scores), schema.SOURCE_INDEX: int(row[schema.SOURCE_INDEX]),
-            schema.GROUP: str(row[schema.GROUP]), **timings,
-        }  # fmt: skip
+            schema.ID: str(row[schema.ID]),
+            schema.URI: str(row[schema.SOURCE_URI]),
+            schema.KIND: str(row[schema.KIND]),
+            schema.TAGS: str(row[schema.TAGS]),
+            schema.FRAME_INDEX: int(frame_index),
+            schema.STATUS: status,
+            schema.REASON: reason if status != schema.LABELLED else None,
+            schema.MASK_URI: mask_uri,
+            schema.SCORES: dumps(frame_scores),
+            schema.SOURCE_INDEX: int(row[schema.SOURCE_INDEX]),
+            schema.GROUP: str(row[schema.GROUP]),
+            **timings,
+        }
 
     def _write_mask(self, item_id: str, frame_index: int, mask: np.ndarray) -> str:
-        relative = (schema.image_mask_path(item_id) if frame_index == schema.NO_FRAME
-                    else schema.frame_mask_path(item_id, frame_index))  # fmt: skip
+        relative = (
+            schema.image_mask_path(item_id)
+            if frame_index == schema.NO_FRAME
+            else schema.frame_mask_path(item_id, frame_index)
+        )
         storage.write_bytes(storage.join(self.out_uri, relative), encode_png(mask.astype(np.uint8)))
         return relative
 
@@ -149,9 +178,15 @@ def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     latest = {row_key(r): r for r in rows}
     with_frames = {_item_of(r) for r in latest.values() if r[schema.FRAME_INDEX] is not None}
-    kept = [r for r in latest.values()
-            if not (r[schema.STATUS] == schema.FAILED and r[schema.FRAME_INDEX] is None
-                    and _item_of(r) in with_frames)]  # fmt: skip
+    kept = [
+        r
+        for r in latest.values()
+        if not (
+            r[schema.STATUS] == schema.FAILED
+            and r[schema.FRAME_INDEX] is None
+            and _item_of(r) in with_frames
+        )
+    ]
     return sorted(kept, key=lambda r: (r[schema.SOURCE_INDEX], r[schema.FRAME_INDEX] or -1))
 
 
@@ -160,8 +195,10 @@ def _item_of(row: dict[str, Any]) -> str:
 
 
 def write_manifest(out_uri: str, rows: list[dict[str, Any]]) -> None:
-    storage.write_bytes(storage.join(out_uri, schema.MANIFEST_NAME), table_bytes(pa.Table.from_pylist(
-        rows, schema=MANIFEST_SCHEMA)))  # fmt: skip
+    storage.write_bytes(
+        storage.join(out_uri, schema.MANIFEST_NAME),
+        table_bytes(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)),
+    )
 
 
 def status_counts(rows: list[dict[str, Any]]) -> dict[str, Any]:

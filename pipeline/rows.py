@@ -27,7 +27,9 @@ def object_column(values: list[Any]) -> np.ndarray:
     return column
 
 
-def to_batch(rows: list[dict[str, Any]], tensor_columns: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def to_batch(
+    rows: list[dict[str, Any]], tensor_columns: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     """Rows -> a numpy batch; tensor columns become object arrays of ndarrays (ragged allowed)."""
     if not rows:
         return {}

@@ -14,11 +14,19 @@ LOCAL_MIN_CPUS = 3
 
 # Environment handed to Ray workers so that S3 and MLflow settings reach them (values never logged).
 FORWARDED_ENV = (
-    "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "MLFLOW_TRACKING_URI",
-    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "WEBSEG_IO_RETRIES",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_PROFILE",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "WEBSEG_IO_RETRIES",
     "WEBSEG_IO_RETRY_DELAY",
-)  # fmt: skip
+)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -37,8 +45,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     # A local Ray gets at least LOCAL_MIN_CPUS logical CPUs so that the CAM and refine actor pools
     # and the decode/write tasks all get a slot on a 2-core laptop (see docs: actor-pool deadlock).
     num_cpus = num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_CPUS)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env},
-             configure_logging=True, logging_level=logging.WARNING)  # fmt: skip
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        runtime_env={"env_vars": env},
+        configure_logging=True,
+        logging_level=logging.WARNING,
+    )
     log.info("started a local Ray with %s CPUs", ray.cluster_resources().get("CPU"))
 
 

@@ -93,8 +93,14 @@ def generate(root: str, images: int = 48, videos: int = 2, seed: int = 0) -> str
             os.path.join(root, "media", f"{item_id}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         )
         cv2.imwrite(os.path.join(root, "gt", f"{item_id}.png"), gt)
-        rows.append({"id": item_id, "uri": f"media/{item_id}.jpg", "kind": "image",
-                     "tags": [CLASSES[k] for k in labels]})  # fmt: skip
+        rows.append(
+            {
+                "id": item_id,
+                "uri": f"media/{item_id}.jpg",
+                "kind": "image",
+                "tags": [CLASSES[k] for k in labels],
+            }
+        )
     for v in range(videos):
         label = 1 + v % 2
         frames, gts = make_video(rng, label)

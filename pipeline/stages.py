@@ -27,11 +27,15 @@ PLACEHOLDER = np.zeros((1, 1, 1, 3), np.uint8)
 def item_row(item: Item) -> dict[str, Any]:
     """The decode stage's input row for one collection item."""
     return {
-        schema.ID: item.id, schema.URI: item.uri, schema.SOURCE_URI: item.source_uri,
-        schema.KIND: item.kind or "", schema.TAGS: dumps(list(item.tags)),
-        schema.TAG_IDS: dumps(list(item.tag_ids)), schema.SOURCE_INDEX: item.source_index,
+        schema.ID: item.id,
+        schema.URI: item.uri,
+        schema.SOURCE_URI: item.source_uri,
+        schema.KIND: item.kind or "",
+        schema.TAGS: dumps(list(item.tags)),
+        schema.TAG_IDS: dumps(list(item.tag_ids)),
+        schema.SOURCE_INDEX: item.source_index,
         schema.REASON: item.error or "",
-    }  # fmt: skip
+    }
 
 
 def _decoded(row: dict, window: int, indices: list[int], frames: np.ndarray, failure: str = ""):
@@ -114,8 +118,9 @@ class CamStage:
             return np.zeros((len(frames), 0, 1, 1), np.float32), np.zeros(
                 (len(frames), 0), np.float32
             )
-        cams, scores = compute_cams(self.model, list(frames), [tag_ids] * len(frames), self.cfg,
-                                    device=self.device)  # fmt: skip
+        cams, scores = compute_cams(
+            self.model, list(frames), [tag_ids] * len(frames), self.cfg, device=self.device
+        )
         return np.stack(cams).astype(np.float32), np.stack(scores).astype(np.float32)
 
 
@@ -149,16 +154,21 @@ class RefineStage:
         frames, tag_ids = row[schema.FRAMES], loads(row[schema.TAG_IDS])
         cams = row[schema.CAM] if row[schema.CAM].shape[1] else None
         if row[schema.KIND] == schema.KIND_IMAGE:
-            labels = [label_image_item(frames[0], None if cams is None else cams[0], tag_ids,
-                                       self.cfg.image)]  # fmt: skip
+            labels = [
+                label_image_item(
+                    frames[0], None if cams is None else cams[0], tag_ids, self.cfg.image
+                )
+            ]
         else:
             scores = row[schema.TAG_SCORES] if cams is not None else None
             labels = label_video_window(
                 frames, cams, scores, tag_ids, self.cfg.video, self.cfg.image
             )
         height, width = frames.shape[1:3]
-        masks = [lab.mask if lab.mask is not None else np.zeros((height, width), np.uint8)
-                 for lab in labels]  # fmt: skip
+        masks = [
+            lab.mask if lab.mask is not None else np.zeros((height, width), np.uint8)
+            for lab in labels
+        ]
         row[schema.MASKS] = np.stack(masks)
         row[schema.FRAME_STATUS] = dumps([lab.status for lab in labels])
         row[schema.FRAME_REASONS] = dumps([lab.reason for lab in labels])

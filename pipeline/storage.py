@@ -86,8 +86,9 @@ def is_within(root: str, uri: str) -> bool:
     if is_remote(root) != is_remote(uri):
         return False
     if is_remote(root):
-        root_n, uri_n = posixpath.normpath(root.split("://", 1)[1]), posixpath.normpath(
-            uri.split("://", 1)[1]
+        root_n, uri_n = (
+            posixpath.normpath(root.split("://", 1)[1]),
+            posixpath.normpath(uri.split("://", 1)[1]),
         )
         same_scheme = root.split("://", 1)[0] == uri.split("://", 1)[0]
         return same_scheme and (uri_n == root_n or uri_n.startswith(root_n + "/"))

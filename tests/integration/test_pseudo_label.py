@@ -26,7 +26,9 @@ FAST = {
 def subset(tmp_path_factory, dev_collection):
     """6 images (one negative, horses, a person) and one video of the dev collection, plus a
     missing file, listed by absolute uri in a fresh manifest."""
-    rows = [json.loads(line) for line in (dev_collection / "manifest.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (dev_collection / "manifest.jsonl").read_text().splitlines()
+    ]
     images = [r for r in rows if r["kind"] == "image"]
     picked = images[:3] + [r for r in images if r["id"].startswith("weizmann")][:3]
     picked.append(next(r for r in rows if r["id"] == "segtrack_bmx"))
@@ -67,7 +69,9 @@ def check_contract(out, picked, dev_collection):
             continue
         mask = cv2.imread(str(out / row[schema.MASK_URI]), cv2.IMREAD_UNCHANGED)
         suffix = "" if row[schema.FRAME_INDEX] is None else f"/{row[schema.FRAME_INDEX]:06d}"
-        gt = cv2.imread(str(dev_collection / "gt" / f"{row[schema.ID]}{suffix}.png"), cv2.IMREAD_UNCHANGED)
+        gt = cv2.imread(
+            str(dev_collection / "gt" / f"{row[schema.ID]}{suffix}.png"), cv2.IMREAD_UNCHANGED
+        )
         assert mask.dtype == np.uint8 and mask.ndim == 2 and mask.shape == gt.shape
         allowed = {0, schema.IGNORE} | {schema.VOC_CLASSES.index(t) for t in row[schema.TAGS]}
         assert set(np.unique(mask).tolist()) <= allowed

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.collection import ManifestError, CollectionConfig, parse_tags, read_collection
+from pipeline.collection import CollectionConfig, ManifestError, parse_tags, read_collection
 
 
 def write_jsonl(root, rows, classes=None):
@@ -14,8 +14,13 @@ def write_jsonl(root, rows, classes=None):
 
 
 def test_jsonl_rows_become_items_with_resolved_uris(tmp_path):
-    write_jsonl(tmp_path, [{"uri": "media/a.jpg", "tags": ["dog", "zebra"]},
-                           {"id": "v", "uri": "media/v.mp4", "tags": []}])
+    write_jsonl(
+        tmp_path,
+        [
+            {"uri": "media/a.jpg", "tags": ["dog", "zebra"]},
+            {"id": "v", "uri": "media/v.mp4", "tags": []},
+        ],
+    )
     collection = read_collection(str(tmp_path))
     first, second = collection.items
     assert first.id == "a" and first.kind == "image" and first.tags == ("dog",)
@@ -41,11 +46,17 @@ def test_custom_label_space(tmp_path):
 
 
 def test_bad_rows_get_reasons_not_exceptions(tmp_path):
-    write_jsonl(tmp_path, [
-        {"uri": "a.jpg", "tags": []}, {"uri": "a.jpg", "tags": []},
-        {"uri": "../../etc/passwd.jpg", "tags": []}, {"uri": "doc.txt", "tags": []},
-        {"id": "../up", "uri": "b.jpg"}, {"uri": ""},
-    ])
+    write_jsonl(
+        tmp_path,
+        [
+            {"uri": "a.jpg", "tags": []},
+            {"uri": "a.jpg", "tags": []},
+            {"uri": "../../etc/passwd.jpg", "tags": []},
+            {"uri": "doc.txt", "tags": []},
+            {"id": "../up", "uri": "b.jpg"},
+            {"uri": ""},
+        ],
+    )
     errors = [item.error for item in read_collection(str(tmp_path)).items]
     assert errors[0] is None
     assert "duplicate id" in errors[1]

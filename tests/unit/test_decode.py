@@ -61,7 +61,11 @@ def write_video(path, frames: int) -> None:
 
 def test_video_frames_are_sampled_with_stride_and_cap(tmp_path):
     write_video(tmp_path / "v.mp4", 10)
-    frames = list(read_video_frames(str(tmp_path / "v.mp4"), DecodeConfig(frame_stride=3, max_frames_per_video=3)))
+    frames = list(
+        read_video_frames(
+            str(tmp_path / "v.mp4"), DecodeConfig(frame_stride=3, max_frames_per_video=3)
+        )
+    )
     assert [index for index, _ in frames] == [0, 3, 6]
     assert frames[0][1].shape == (24, 32, 3)
 

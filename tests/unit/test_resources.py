@@ -1,5 +1,5 @@
-from pipeline.label_config import ResourcesConfig, StageResources
 from pipeline.dataflow import resolve_resources
+from pipeline.label_config import ResourcesConfig, StageResources
 
 
 def test_auto_uses_gpus_of_the_cluster_not_the_driver():
@@ -11,12 +11,18 @@ def test_auto_uses_gpus_of_the_cluster_not_the_driver():
 def test_cpu_only_cluster_gets_no_gpus_and_fits_every_stage():
     res = resolve_resources(ResourcesConfig(), {"CPU": 3.0})
     assert res.cam.num_gpus == 0.0 and res.cam.actors == 1
-    total = (res.cam.actors * res.cam.num_cpus + res.refine.actors * res.refine.num_cpus
-             + res.decode.num_cpus + res.write.num_cpus)
+    total = (
+        res.cam.actors * res.cam.num_cpus
+        + res.refine.actors * res.refine.num_cpus
+        + res.decode.num_cpus
+        + res.write.num_cpus
+    )
     assert total <= 3.0
 
 
 def test_explicit_values_are_kept():
-    cfg = ResourcesConfig(cam=StageResources(actors=2, num_gpus=0.5), refine=StageResources(actors=7))
+    cfg = ResourcesConfig(
+        cam=StageResources(actors=2, num_gpus=0.5), refine=StageResources(actors=7)
+    )
     res = resolve_resources(cfg, {"CPU": 8.0, "GPU": 1.0})
     assert (res.cam.actors, res.cam.num_gpus, res.refine.actors) == (2, 0.5, 7)

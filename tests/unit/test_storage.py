@@ -33,13 +33,17 @@ def test_resolve_and_is_within(tmp_path):
     assert storage.resolve(root, "s3://b/k.jpg") == "s3://b/k.jpg"
     assert storage.is_within(root, storage.resolve(root, "m/../a.jpg"))
     assert not storage.is_within(root, storage.resolve(root, "../../etc/passwd"))
-    assert storage.is_within("s3://b/c", "s3://b/c/x") and not storage.is_within("s3://b/c", "s3://b/cx")
+    assert storage.is_within("s3://b/c", "s3://b/c/x") and not storage.is_within(
+        "s3://b/c", "s3://b/cx"
+    )
 
 
 def test_list_files_and_missing_folder(tmp_path):
     storage.write_text(str(tmp_path / "p" / "1.parquet"), "x")
     storage.write_text(str(tmp_path / "p" / "2.txt"), "x")
-    assert storage.list_files(str(tmp_path / "p"), ".parquet") == [str(tmp_path / "p" / "1.parquet")]
+    assert storage.list_files(str(tmp_path / "p"), ".parquet") == [
+        str(tmp_path / "p" / "1.parquet")
+    ]
     assert storage.list_files(str(tmp_path / "none")) == []
 
 
@@ -57,4 +61,4 @@ def test_retries_transient_errors_then_gives_up(monkeypatch):
     with pytest.raises(storage.StorageError, match="failed after"):
         storage.with_retries(lambda: (_ for _ in ()).throw(TimeoutError("slow")), "op")
     with pytest.raises(FileNotFoundError):
-        storage.with_retries(lambda: open("/nonexistent/x"), "op")
+        storage.with_retries(lambda: storage.read_bytes("/nonexistent/x"), "op")
