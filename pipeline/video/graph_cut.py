@@ -20,7 +20,7 @@ class CutConfig:
     spatial_weight: float = (
         8.0  # Potts weight between 4-neighbours of equal colour (log-odds units)
     )
-    temporal_weight: float = 3.0  # Potts weight along the flow between consecutive frames
+    temporal_weight: float = 6.0  # Potts weight along the flow between consecutive frames
     ignore_margin: float = 1.0  # |log-odds| below this near the cut boundary -> ignore
     ignore_band_px: int = 1  # half-width of the boundary band that may become ignore (working px)
 

@@ -27,11 +27,18 @@ class VideoSegConfig:
     motion_weight: float = 1.0  # weight of the motion log-odds in the unary
     motion_clip: float = 4.0  # |motion log-odds| cap before weighting
     colour_weight: float = 1.0  # weight of the colour GMM log-likelihood ratio
-    cam_weight: float = 1.0  # weight of the CAM log-odds (when CAMs are given)
+    cam_weight: float = 1.0  # weight of the CAM log-odds (when CAMs are given and agree)
     cam_threshold: float = 0.3  # CAM value that reads as 50 % foreground
+    # CAM gap (moving minus static pixels) below which CAMs are unused: coarse stride-16 CAMs of a
+    # from-scratch classifier (gap ~0.3 on walking people) cut limbs off sharper motion masks
+    cam_min_agreement: float = 0.3
+    cam_full_agreement: float = 0.6  # gap at which the CAM term gets its full weight
     fg_bias: float = -0.5  # prior log-odds: objects cover less of the frame than background
     seed_fg: float = 0.75  # prior probability above which a pixel seeds the object colour model
     seed_bg: float = 0.25  # prior probability below which a pixel seeds the background model
+    colour_rounds: int = 1  # GrabCut-style rounds: refit the colour models on the cut, cut again
+    refit_fg_min: float = 0.3  # a cut-foreground pixel seeds the object model above this prior
+    refit_bg_max: float = 0.7  # a cut-background pixel seeds the background model below this
     carry_weight: float = 1.0  # log-odds nudge from the previous window's last cut (continuity)
     tag_margin: float = 0.05  # CAM gap between the two best tags below which a pixel is ignore
     max_fg_fraction: float = 0.8  # a frame cut above this foreground share is unusable -> ignore
@@ -58,22 +65,51 @@ def _prior(motion_prob: np.ndarray, cams: np.ndarray | None, cfg: VideoSegConfig
     """TxHxW foreground log-odds from motion (and CAMs) before the colour model."""
     prior = cfg.motion_weight * _logit(motion_prob, cfg.motion_clip) + cfg.fg_bias
     if cams is not None:
-        cam_max = cams.max(axis=1)
-        prior += cfg.cam_weight * (
-            _logit(cam_max, cfg.motion_clip)
-            - _logit(np.float32(cfg.cam_threshold), cfg.motion_clip)
-        )
+        prior += _cam_term(cams.max(axis=1), motion_prob, cfg)
     return prior
 
 
-def _colour_term(small: np.ndarray, prior: np.ndarray, keep: np.ndarray, cfg: VideoSegConfig):
-    """Colour log-likelihood ratio per pixel (zeros when the shot has too few seeds)."""
-    prob = 1.0 / (1.0 + np.exp(-prior[keep]))
-    pixels = small[keep]
-    lut = colour_lut(pixels[prob > cfg.seed_fg], pixels[prob < cfg.seed_bg], cfg.colour)
+def cam_agreement(cam: np.ndarray, motion_prob: np.ndarray, cfg: VideoSegConfig) -> float:
+    """TxHxW CAM (max over tags) and motion probability -> mean CAM on confidently moving pixels
+    minus mean CAM on confidently static ones (0 when either set is empty)."""
+    moving, static = motion_prob > cfg.seed_fg, motion_prob < cfg.seed_bg
+    if not moving.any() or not static.any():
+        return 0.0
+    return float(cam[moving].mean() - cam[static].mean())
+
+
+def _cam_term(cam: np.ndarray, motion_prob: np.ndarray, cfg: VideoSegConfig) -> np.ndarray:
+    """TxHxW CAM log-odds, weighted by how well the shot's CAMs agree with its motion: a
+    classifier that fires on context (road, water) rather than on the moving object gets no say,
+    one that agrees can split co-moving regions by class (rider vs bike)."""
+    span = max(cfg.cam_full_agreement - cfg.cam_min_agreement, 1e-6)
+    gate = np.clip((cam_agreement(cam, motion_prob, cfg) - cfg.cam_min_agreement) / span, 0, 1)
+    if gate == 0:
+        return np.zeros(cam.shape, np.float32)
+    threshold = _logit(np.float32(cfg.cam_threshold), cfg.motion_clip)
+    return (gate * cfg.cam_weight * (_logit(cam, cfg.motion_clip) - threshold)).astype(np.float32)
+
+
+def _colour_term(small, fg_seed, bg_seed, cfg: VideoSegConfig) -> np.ndarray:
+    """Colour log-likelihood ratio per pixel from seed masks (zeros when too few seeds)."""
+    lut = colour_lut(small[fg_seed], small[bg_seed], cfg.colour)
     if lut is None:
-        return np.zeros(prior.shape, np.float32)
+        return np.zeros(fg_seed.shape, np.float32)
     return apply_lut(small, lut)
+
+
+def _grabcut(small, prior, flows, keep, cfg: VideoSegConfig):
+    """Colour models seeded from the confident prior, cut, then colour_rounds refits of the models
+    on the cut (GrabCut); -> (TxHxW bool foreground, TxHxW float32 final unary)."""
+    prob = 1.0 / (1.0 + np.exp(-prior))
+    kept = keep[:, None, None]
+    seeds = (kept & (prob > cfg.seed_fg), kept & (prob < cfg.seed_bg))
+    for round_ in range(cfg.colour_rounds + 1):
+        unary = prior + cfg.colour_weight * _colour_term(small, *seeds, cfg)
+        fg = _cut_shot(small, unary, flows, keep, cfg)
+        if round_ < cfg.colour_rounds:
+            seeds = (kept & fg & (prob > cfg.refit_fg_min), kept & ~fg & (prob < cfg.refit_bg_max))
+    return fg, unary
 
 
 def _windows(keep: np.ndarray, size: int) -> list[tuple[int, int]]:
@@ -144,8 +180,7 @@ def segment_shot(frames, cams, tag_ids, keep, cfg: VideoSegConfig) -> list[np.nd
     motion = shot_motion(small, cfg.motion)
     cams_w = _resize_cams(cams, work) if cams is not None else None
     prior = _prior(motion.prob, cams_w, cfg)
-    unary = prior + cfg.colour_weight * _colour_term(small, prior, keep, cfg)
-    fg = _cut_shot(small, unary, motion.flows, keep, cfg)
+    fg, unary = _grabcut(small, prior, motion.flows, keep, cfg)
     out: list[np.ndarray | None] = [None] * len(frames)
     for t in np.flatnonzero(keep):
         frame_cams = cams_w[t] if cams_w is not None else None

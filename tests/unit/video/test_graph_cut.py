@@ -91,4 +91,5 @@ def test_shot_boundary_splits_temporal_links(clip, monkeypatch):
     monkeypatch.setattr(segment, "cut_volume", spy)
     out = segment_video(frames, None, [7], np.ones(12, bool), shots, VideoSegConfig(work_height=72))
     assert len(out) == 12 and all(m is not None for m in out)
-    assert seen == [(6, 5), (6, 5)]  # one 3D cut per shot, no flow edge across the boundary
+    cuts_per_shot = VideoSegConfig().colour_rounds + 1  # GrabCut rounds cut each shot again
+    assert seen == [(6, 5)] * (2 * cuts_per_shot)  # per-shot 3D cuts, no flow edge across shots
