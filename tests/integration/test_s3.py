@@ -126,7 +126,7 @@ def test_pipeline_on_s3_end_to_end_without_leaking_secrets(s3, s3_collection, tm
     run = json.loads(storage.read_text(f"{labels}/run.json"))
     labelled_rows = run["counts"]["status"].get("labelled", 0)
     assert labelled_rows > 0, run["counts"]
-    assert len(fs.glob(f"{s3.bucket}/labels/masks/**.png")) >= labelled_rows
+    assert len(fs.glob(f"{s3.bucket}/labels/masks/**/*.png")) >= labelled_rows
     assert fs.glob(f"{s3.bucket}/mlflow/**/classifier.pt"), "MLflow artifact on S3"
 
     secret = s3.secret_key

@@ -88,8 +88,7 @@ def data(tmp_path_factory):
     return collection, make_label_set(collection, tmp_path_factory.mktemp("labels"))
 
 
-def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path):
-    import ray
+def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path, ray_session):
     from mlflow.tracking import MlflowClient
 
     from pipeline.config import from_dict
@@ -108,11 +107,7 @@ def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path):
             "registered_model_name": "seg-test",
         },
     )
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        result = train_segmenter(labels, str(tmp_path / "model"), cfg)
-    finally:
-        ray.shutdown()
+    result = train_segmenter(labels, str(tmp_path / "model"), cfg)
     assert result["epochs"] == 2 and 0.0 <= result["val_miou"] <= 1.0
     assert result["registered_model_uri"] == "models:/seg-test@candidate"
     client = MlflowClient(server.uri)

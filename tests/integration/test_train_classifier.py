@@ -13,14 +13,6 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = Path(os.environ.get("WSSS_SAMPLE_DIR", REPO.parent / "shared" / "data" / "dev"))
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def _subset_manifest(folder: Path) -> Path:
     """12 rows: coco images (one a negative), horses, one video, and one missing file."""
     rows = [json.loads(line) for line in (SAMPLE_DIR / "manifest.jsonl").read_text().splitlines()]
@@ -37,7 +29,7 @@ def _subset_manifest(folder: Path) -> Path:
     return manifest
 
 
-def test_one_epoch_writes_a_loadable_model_and_an_mlflow_run(ray_local, tmp_path):
+def test_one_epoch_writes_a_loadable_model_and_an_mlflow_run(ray_session, tmp_path):
     if not (SAMPLE_DIR / "manifest.jsonl").exists():
         pytest.skip(f"no sample collection at {SAMPLE_DIR} (set WSSS_SAMPLE_DIR)")
     import torch
