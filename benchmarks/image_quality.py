@@ -83,8 +83,8 @@ def classifier_cams(
             cached = {k: data[k] for k in data.files}
         if all(it["id"] in cached for it in items):
             return cached
-    from pipeline.checkpoint import load_classifier  # torch only when CAMs are computed
     from pipeline.cam import compute_cams
+    from pipeline.checkpoint import load_classifier  # torch only when CAMs are computed
 
     model, _, classes = load_classifier(model_uri)
     if classes and tuple(classes) != tuple(VOC_CLASSES):
@@ -160,6 +160,9 @@ def evaluate(
         "fg_share": 100 * (conf[:, 1:].sum() / conf.sum()),
         "s_per_image": sum(r[3][0] for r in results) / len(items),
         "cpu_s_per_image": sum(r[3][1] for r in results) / len(items),
+        "per_class": {
+            VOC_CLASSES[c]: round(100 * float(v), 1) for c, v in enumerate(iou) if v == v
+        },
     }
 
 
@@ -173,7 +176,11 @@ def parse_overrides(pairs: list[str]) -> ImageLabelConfig:
         for part in path:
             parents.append(getattr(parents[-1], part))
         leaf = parents[-1]
-        typed = type(getattr(leaf, name))(value) if name != "method" else value
+        current = getattr(leaf, name)
+        if isinstance(current, bool):
+            typed = value.lower() in ("1", "true", "yes")
+        else:
+            typed = type(current)(value) if not isinstance(current, str) else value
         leaf = replace(leaf, **{name: typed})
         for parent, part in zip(reversed(parents[:-1]), reversed(path), strict=True):
             leaf = replace(parent, **{part: leaf})
@@ -197,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--set", nargs="*", default=[], help="config overrides: objectness.cam_weight=0.5"
     )
+    ap.add_argument("--per-class", action="store_true", help="also print per-class IoU")
     ap.add_argument("--limit", type=int, default=0, help="only the first N image items (0 = all)")
     args = ap.parse_args(argv)
     root = Path(args.collection)
@@ -224,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {r['s_per_image']:.3f} | {r['cpu_s_per_image']:.3f} |",
                 flush=True,
             )
+            if args.per_class:
+                print(f"per-class IoU: {r['per_class']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
 
 All methods run at ``work_side`` and the label map is upsampled (nearest) to the source size.
 How much the CAM shapes the extent is a knob: ``objectness.cam_weight`` / ``dsrg.cues.cam_weight``
-(0.3 suits a classifier trained from scratch; raise it for a pretrained backbone), while
-``cam_crf`` trusts the CAM alone. Without a CAM, foreground goes to the first tag.
+(0 suits a classifier trained from scratch, whose CAMs only pick the tag; raise it for a
+pretrained backbone), while ``cam_crf`` trusts the CAM alone. Without a CAM, foreground goes to the
+first tag; with one, ``objectness`` gives each connected salient region the tag its CAM supports.
 """
 
 from __future__ import annotations

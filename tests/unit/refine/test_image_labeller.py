@@ -68,7 +68,7 @@ def test_cam_weight_moves_the_mask_towards_the_cam_and_conflicts_become_ignore()
     target = resize_maps(cam, 64, 64)[0] > 0.5
 
     def labels(weight: float) -> np.ndarray:
-        obj = dataclasses.replace(ImageLabelConfig().objectness, cam_weight=weight)
+        obj = dataclasses.replace(ImageLabelConfig().objectness, cam_weight=weight, cam_low=0.05)
         return label_image(image, cam, [13], ImageLabelConfig(objectness=obj))
 
     by_saliency, by_cam = labels(0.0), labels(0.9)

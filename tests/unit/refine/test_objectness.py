@@ -4,6 +4,7 @@ from refine_scenes import iou, make_disc_scene, make_two_disc_scene
 from pipeline.refine.objectness import (
     ObjectnessConfig,
     assign_tags,
+    cam_additions,
     disagreement,
     foreground_prob,
     fuse_cues,
@@ -59,13 +60,31 @@ def test_assign_tags_without_cam_uses_first_tag():
     assert assign_tags(np.ones((1, 2), bool), cams, [7, 9]).tolist() == [[9, 7]]
 
 
-def test_disagreement_only_where_cam_contradicts_saliency():
-    fg = np.array([[True, True, False, False]])
+def test_disagreement_only_where_a_live_cam_contradicts_saliency():
+    labels = np.array([[7, 7, 0, 0]], np.uint8)
     prob = np.array([[0.9, 0.9, 0.4, 0.0]], np.float32)
     cams = np.array([[[0.5, 0.0, 0.95, 0.95]]], np.float32)
     cfg = ObjectnessConfig(cam_low=0.05, cam_high=0.8)
-    assert disagreement(fg, prob, cams, cfg).tolist() == [[False, True, True, False]]
-    assert not disagreement(fg, prob, None, cfg).any()
+    assert disagreement(labels, prob, cams, [7], cfg).tolist() == [[False, True, True, False]]
+    assert not disagreement(labels, prob, None, [7], cfg).any()
+    assert not disagreement(labels, prob, np.zeros_like(cams), [7], cfg).any()  # silent CAM
+
+
+def test_cam_additions_extend_the_foreground_only_where_asked():
+    fg = np.array([[True, False, False, False]])
+    prob = np.array([[0.9, 0.5, 0.5, 0.0]], np.float32)
+    cams = np.array([[[1.0, 0.9, 0.3, 0.9]]], np.float32)
+    assert cam_additions(fg, prob, cams, ObjectnessConfig(cam_add=0.8)).tolist() == [
+        [False, True, False, False]
+    ]
+    assert not cam_additions(fg, prob, cams, ObjectnessConfig(cam_add=0.0)).any()
+
+
+def test_silent_cam_does_not_erase_the_object():
+    image, disc = make_disc_scene()
+    silent = np.zeros((1, 8, 8), np.float32)  # the classifier never fires for this tag
+    labels = objectness_labels(image, _sal(image), silent, [13], ObjectnessConfig(cam_low=0.05))
+    assert iou(labels == 13, disc) > 0.8
 
 
 def test_ignore_stays_near_the_object_boundary_without_a_cam():
