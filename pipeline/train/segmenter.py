@@ -26,6 +26,7 @@ import ray.train.torch
 from pipeline import storage, tracking
 from pipeline.models.deeplab import DeepLabConfig
 from pipeline.registry import CANDIDATE, effective_tracking_uri, get_or_create_run
+from pipeline.train.classifier import resolve_use_gpu
 from pipeline.train.segmenter_data import count_samples, load_source, read_label_set
 
 log = logging.getLogger(__name__)
@@ -86,15 +87,6 @@ def _absolute(uri: str) -> str:
 def has_checkpoints(state: str, run_name: str) -> bool:
     """Whether Ray Train recorded a checkpoint for this run (its checkpoint manager snapshot)."""
     return storage.exists(storage.join(state, run_name, SNAPSHOT))
-
-
-def resolve_use_gpu(use_gpu: bool | str) -> bool:
-    """ "auto" -> whether the Ray cluster has GPUs (never torch.cuda on the driver)."""
-    if use_gpu == "auto":
-        return ray.cluster_resources().get("GPU", 0) > 0
-    if isinstance(use_gpu, bool):
-        return use_gpu
-    raise ValueError(f"use_gpu must be true, false or 'auto', got {use_gpu!r}")
 
 
 def _previews(sources: list[dict], cfg: SegmenterTrainConfig) -> list[dict]:
