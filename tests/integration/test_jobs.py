@@ -57,21 +57,26 @@ def _job_status(head, output: str) -> str:
     return str(JobSubmissionClient(head.dashboard_url).get_job_status(job_id))
 
 
+def _pseudo_label_job(collection: str, out: str) -> list[str]:
+    """The job entrypoint's command line, labelling without a classifier."""
+    return [
+        "python",
+        "-m",
+        "jobs.pseudo_label",
+        "--collection",
+        collection,
+        "--model",
+        "none",
+        "--out",
+        out,
+    ]
+
+
 def test_pseudo_label_job_on_a_real_head(head, sample, tmp_path):
     out = tmp_path / "labels"
     result = _submit(
         head,
-        [
-            "python",
-            "-m",
-            "jobs.pseudo_label",
-            "--collection",
-            str(sample),
-            "--model",
-            "none",
-            "--out",
-            str(out),
-        ],
+        _pseudo_label_job(str(sample), str(out)),
         {},
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
@@ -96,17 +101,7 @@ def test_pseudo_label_job_over_s3_keeps_credentials_out_of_logs(head, sample, tm
         labels = f"s3://{server.bucket}/labels"
         result = _submit(
             head,
-            [
-                "python",
-                "-m",
-                "jobs.pseudo_label",
-                "--collection",
-                f"s3://{server.bucket}/collection",
-                "--model",
-                "none",
-                "--out",
-                labels,
-            ],
+            _pseudo_label_job(f"s3://{server.bucket}/collection", labels),
             server.env(),
         )
         logs = result.stdout + result.stderr
