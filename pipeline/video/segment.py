@@ -17,6 +17,7 @@ from pipeline.schema import BACKGROUND, IGNORE
 from pipeline.video.colour import ColourConfig, apply_lut, colour_lut
 from pipeline.video.graph_cut import CutConfig, cut_volume, uncertain_band
 from pipeline.video.motion import MotionConfig, shot_motion
+from pipeline.video.shape import ShapeConfig, clean_foreground
 from pipeline.video.shots import shot_ranges
 
 
@@ -45,6 +46,7 @@ class VideoSegConfig:
     motion: MotionConfig = field(default_factory=MotionConfig)  # camera-compensated motion cues
     colour: ColourConfig = field(default_factory=ColourConfig)  # per-shot colour GMMs
     cut: CutConfig = field(default_factory=CutConfig)  # pairwise weights and the ignore band
+    shape: ShapeConfig = field(default_factory=ShapeConfig)  # holes filled, specks dropped
 
 
 def _logit(p: np.ndarray, clip: float) -> np.ndarray:
@@ -183,6 +185,7 @@ def segment_shot(frames, cams, tag_ids, keep, cfg: VideoSegConfig) -> list[np.nd
     fg, unary = _grabcut(small, prior, motion.flows, keep, cfg)
     out: list[np.ndarray | None] = [None] * len(frames)
     for t in np.flatnonzero(keep):
+        fg[t] = clean_foreground(fg[t], cfg.shape)
         frame_cams = cams_w[t] if cams_w is not None else None
         labels = _label_frame(fg[t], unary[t], frame_cams, tag_ids, cfg)
         out[t] = _to_source(labels, fg[t], (width, height))
