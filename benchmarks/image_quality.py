@@ -11,7 +11,7 @@ counted as background; classes with an empty union skipped), horse and person Io
 CAM sources (none may look at gt): ``none`` passes cam=None; ``centre`` is a crude CAM, the same
 centre prior for every tag (exercises the CAM path but cannot tell tags apart); any other value is
 a classifier checkpoint URI: its CAMs (``pipeline.cam.compute_cams`` with ``--cam-scales`` and
-``--cam-flip``) are computed once and cached as an npz under ``--cam-cache``.
+``--cam-flip``, ``--cam-passes``) are computed once and cached as an npz under ``--cam-cache``.
 Add ``--set objectness.cam_weight=0.5`` style overrides to try other settings.
 """
 
@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--cam-scales", type=float, nargs="+", default=list(CamConfig().scales))
     ap.add_argument("--cam-flip", type=int, choices=[0, 1], default=int(CamConfig().flip))
+    ap.add_argument("--cam-passes", type=int, default=CamConfig().stochastic_passes,
+                    help="FickleNet-style stochastic passes (0 = off)")  # fmt: skip
     ap.add_argument("--cam-cache", default="/tmp/camcache", help="folder of cached CAM npz files")
     ap.add_argument("--workers", type=int, default=2, help="parallel processes")
     ap.add_argument(
@@ -214,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
         "| method | cam | mIoU | horse | person | coverage % | pred fg % | s/image | cpu s/image |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    cam_cfg = CamConfig(scales=tuple(args.cam_scales), flip=bool(args.cam_flip))
+    cam_cfg = CamConfig(
+        scales=tuple(args.cam_scales), flip=bool(args.cam_flip), stochastic_passes=args.cam_passes
+    )
     sources = {
         name: name
         if name in ("none", "centre")

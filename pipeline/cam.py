@@ -2,7 +2,11 @@
 
 Images of any size are resized to a fixed short side (aspect kept); images that end up the same size
 (frames of one video, typically) run through the network together. Maps from several scales and the
-horizontal flip are brought to the scale-1 feature resolution and averaged.
+horizontal flip are brought to the scale-1 feature resolution and averaged. With
+``stochastic_passes`` the maps are a FickleNet-style ensemble (Lee et al., CVPR 2019): the class
+head runs that many times on the features with a random subset of hidden units dropped, and the
+ReLU'd maps are averaged, so regions that only some feature subsets call the class (the less
+discriminative parts of an object) join the map.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ class CamConfig:
     flip: bool = True  # also run the horizontally flipped image and average
     batch_size: int = 8  # images per forward pass (same-size images only)
     max_long_side: int = 1280  # cap on the long side at scale 1.0 (very wide panoramas)
+    stochastic_passes: int = 8  # FickleNet-style random-dropout passes of the head; 0 = off
+    stochastic_dropout: float = 0.5  # share of hidden units each pass drops
+    seed: int = 0  # random seed of the stochastic passes (same seed, same maps)
+
+    def __post_init__(self) -> None:
+        if self.stochastic_passes < 0:
+            raise ValueError(f"stochastic_passes must be >= 0, got {self.stochastic_passes}")
+        if not 0.0 <= self.stochastic_dropout < 1.0:
+            raise ValueError(f"stochastic_dropout must be in [0, 1), got {self.stochastic_dropout}")
 
 
 def working_size(height: int, width: int, cfg: CamConfig, scale: float = 1.0) -> tuple[int, int]:
@@ -43,6 +56,21 @@ def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def _stochastic_maps(model: CamClassifier, features: torch.Tensor, cfg: CamConfig) -> torch.Tensor:
+    """Backbone features (B, D, h, w) -> ReLU'd maps (B, C, h, w) averaged over random
+    hidden-unit subsets. Pass i draws one (D, h, w) mask from seed and i, shared by the batch, so
+    an image's maps do not depend on which images it was batched with."""
+    keep = 1.0 - cfg.stochastic_dropout
+    total = None
+    for index in range(cfg.stochastic_passes):
+        generator = torch.Generator(device=features.device).manual_seed(cfg.seed * 7919 + index)
+        shape = features.shape[1:]
+        mask = torch.rand(shape, generator=generator, device=features.device) < keep
+        maps = F.relu(model.classifier(features * mask / keep))
+        total = maps if total is None else total + maps
+    return total / cfg.stochastic_passes
+
+
 @torch.inference_mode()
 def _maps_and_logits(
     model: CamClassifier, images: np.ndarray, cfg: CamConfig, device: str
@@ -56,9 +84,13 @@ def _maps_and_logits(
     for scale in cfg.scales:
         scaled = _resize(x, working_size(images.shape[1], images.shape[2], cfg, scale))
         inputs = torch.cat([scaled, scaled.flip(-1)]) if cfg.flip else scaled
-        raw = model.cams(inputs)
+        features = model.backbone(inputs)
+        raw = model.classifier(features)  # model.cams without its (training-only) dropout
         logits = model.pool(raw)
-        maps = _resize(F.relu(raw), out_size)
+        if cfg.stochastic_passes:
+            maps = _resize(_stochastic_maps(model, features, cfg), out_size)
+        else:
+            maps = _resize(F.relu(raw), out_size)
         if cfg.flip:
             half = len(scaled)
             maps = maps[:half] + maps[half:].flip(-1)

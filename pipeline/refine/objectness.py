@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from pipeline.refine.crf import CRFConfig, dense_crf
+from pipeline.refine.shape import ShapeConfig, clean_foreground
 from pipeline.refine.tag_regions import TagRegionConfig, assign_regions, live_tags
 from pipeline.schema import BACKGROUND, IGNORE
 
@@ -42,6 +43,9 @@ class ObjectnessConfig:
     cam_add: float = 0.0  # background pixels where a live CAM exceeds this join the foreground
     # (objects saliency missed); 0 = off
     add_prob: float = 0.2  # ...only where the fused P(foreground) is at least this
+    shape: ShapeConfig = field(  # fill holes / drop specks: off, on dev it costs 0.2-0.5 mIoU
+        default_factory=lambda: ShapeConfig(fill_holes=False, min_component_fraction=0.0)
+    )
 
     def __post_init__(self) -> None:
         if self.assign not in ASSIGN_MODES:
@@ -159,7 +163,7 @@ def objectness_labels(
         prob = (1 - cfg.grabcut_weight) * prob + cfg.grabcut_weight * cut
     post = dense_crf(image, np.stack([1 - prob, prob]), cfg.crf)
     added = cam_additions(post[1] > 0.5, prob, live, cfg)
-    fg = (post[1] > 0.5) | added
+    fg = clean_foreground((post[1] > 0.5) | added, cfg.shape)
     if cfg.assign == "region":
         labels = assign_regions(fg, cams, tag_ids, cfg.regions)
     else:

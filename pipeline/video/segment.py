@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipeline.refine.shape import ShapeConfig, clean_foreground
 from pipeline.schema import BACKGROUND, IGNORE
 from pipeline.video.colour import ColourConfig, apply_lut, colour_lut
 from pipeline.video.graph_cut import CutConfig, cut_volume, uncertain_band
 from pipeline.video.motion import MotionConfig, shot_motion
-from pipeline.video.shape import ShapeConfig, clean_foreground
 from pipeline.video.shots import shot_ranges
 
 

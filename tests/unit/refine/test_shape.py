@@ -1,6 +1,6 @@
 import numpy as np
 
-from pipeline.video.shape import ShapeConfig, clean_foreground, drop_small_components, fill_holes
+from pipeline.refine.shape import ShapeConfig, clean_foreground, drop_small_components, fill_holes
 
 
 def ring(size: int = 40) -> np.ndarray:

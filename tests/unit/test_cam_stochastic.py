@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline.cam import CamConfig, compute_cams
+from pipeline.models.classifier import CamClassifier, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def model() -> CamClassifier:
+    torch.manual_seed(0)
+    return CamClassifier(ModelConfig(depth=18, width=8, num_classes=3)).eval()
+
+
+def image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+
+
+def test_stochastic_maps_are_reproducible_for_a_seed(model):
+    cfg = CamConfig(input_size=64, stochastic_passes=4)
+    first, _ = compute_cams(model, [image()], [[1, 2]], cfg)
+    again, _ = compute_cams(model, [image()], [[1, 2]], cfg)
+    np.testing.assert_array_equal(first[0], again[0])
+
+
+def test_stochastic_maps_differ_from_plain_maps(model):
+    plain, _ = compute_cams(
+        model, [image()], [[1, 2, 3]], CamConfig(input_size=64, stochastic_passes=0)
+    )
+    noisy, _ = compute_cams(
+        model, [image()], [[1, 2, 3]], CamConfig(input_size=64, stochastic_passes=4)
+    )
+    assert plain[0].shape == noisy[0].shape
+    assert not np.allclose(plain[0], noisy[0])
+
+
+def test_dropping_nothing_gives_the_plain_maps(model):
+    plain, scores = compute_cams(
+        model, [image(1)], [[1, 3]], CamConfig(input_size=64, stochastic_passes=0)
+    )
+    same, same_scores = compute_cams(
+        model,
+        [image(1)],
+        [[1, 3]],
+        CamConfig(input_size=64, stochastic_passes=3, stochastic_dropout=0.0),
+    )
+    np.testing.assert_allclose(plain[0], same[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores[0], same_scores[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"stochastic_passes": -1}, {"stochastic_dropout": 1.0}])
+def test_bad_stochastic_settings_are_rejected(bad):
+    with pytest.raises(ValueError):
+        CamConfig(**bad)
