@@ -1,0 +1,156 @@
+"""HTML pieces of the label report: tables, the image grid, score tables and status lists."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline import schema, storage
+from pipeline.evaluate import ConfusionMatrix, foreground_iou, read_mask
+from pipeline.report_images import PALETTE, colorize, data_uri, overlay_cam, overlay_mask
+from pipeline.schema import BACKGROUND, IGNORE
+
+if TYPE_CHECKING:
+    from pipeline.report import ReportConfig
+
+CAMS_DIR = "cams"
+CSS = """body{font:14px sans-serif;margin:20px;color:#222}h2{margin-top:28px}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+.bar{background:#4a90d9;height:10px}.grid td{vertical-align:top}
+.grid img{display:block}.cap{font-size:12px;width:150px;overflow-wrap:anywhere}
+.cards{display:flex;flex-wrap:wrap;gap:8px}
+.card{width:170px;font-size:12px;border:1px solid #ccc;padding:4px}
+.row{display:flex;gap:36px;align-items:flex-start}h3{margin:6px 0}
+.sw{display:inline-block;width:12px;height:12px;margin:0 3px 0 10px;border:1px solid #999}"""
+
+PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>WebSeg label report</title>
+<style>{css}</style></head><body>{body}</body></html>"""
+METRICS = {
+    "image_miou": "image mIoU (unsure = background)",
+    "image_miou_confident": "image mIoU, confident pixels only",
+    "coverage": "image coverage (% pixels labelled)",
+    "frame_miou": "video-frame mIoU",
+    "frame_coverage": "video-frame coverage",
+    "mean_video_j": "mean video J",
+    "mean_video_j_relevant": "mean video J, frames with foreground",
+    "images_scored": "images scored",
+    "frames_scored": "frames scored",
+    "missing": "missing or failed (scored as background)",
+}
+
+
+def _esc(value: object) -> str:
+    return html.escape("-" if value is None else str(value))
+
+
+def _table(head: list[str], body: list[list[str]], cls: str = "") -> str:
+    """An HTML table; cells in body are already HTML."""
+    top = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table class='{cls}'><tr>{top}</tr>{rows}</table>"
+
+
+def _img(rgb: np.ndarray | None, side: int, cfg: ReportConfig, nearest: bool = False) -> str:
+    return "-" if rgb is None else f"<img src='{data_uri(rgb, side, cfg.jpeg_quality, nearest)}'>"
+
+
+def _swatch(index: int) -> str:
+    return f"<span class='sw' style='background:rgb{tuple(int(v) for v in PALETTE[index])}'></span>"
+
+
+def _row_name(row: dict) -> str:
+    frame = row.get(schema.FRAME_INDEX)
+    return row[schema.ID] if frame is None else f"{row[schema.ID]} #{frame}"
+
+
+def _item_path(folder: str, row: dict) -> str:
+    """folder/<id>.png for images, folder/<id>/<frame:06d>.png for video frames."""
+    frame = row.get(schema.FRAME_INDEX)
+    name = row[schema.ID] if frame is None else f"{row[schema.ID]}/{frame:06d}"
+    return f"{folder}/{name}.png"
+
+
+def _read_optional(uri: str) -> np.ndarray | None:
+    return read_mask(uri) if storage.exists(uri) else None
+
+
+def _item_score(pred: np.ndarray, gt: np.ndarray, is_frame: bool) -> str:
+    """Foreground J for a video frame, mIoU over present classes for an image (percent)."""
+    if pred.shape != gt.shape:
+        return "size differs from gt"
+    if is_frame:
+        return f"J {100 * foreground_iou(pred, gt):.1f}"
+    cm = ConfusionMatrix(IGNORE)  # every valid class; absent ones do not enter the mean
+    cm.add(np.where(pred == IGNORE, BACKGROUND, pred), gt)
+    return f"mIoU {100 * cm.miou():.1f}"
+
+
+def _caption(row: dict, mask: np.ndarray, gt: np.ndarray | None) -> str:
+    text = f"<b>{_esc(_row_name(row))}</b><br>tags: {_esc(', '.join(row[schema.TAGS] or []))}"
+    text += f"<br>scores: {_esc(row.get(schema.SCORES))}"
+    if gt is not None:
+        text += f"<br>{_item_score(mask, gt, row.get(schema.FRAME_INDEX) is not None)}"
+    return f"<div class='cap'>{text}</div>"
+
+
+def _grid(labels_uri, collection_uri, rows, sources, has_gt, cfg: ReportConfig) -> str:
+    """The item | image | CAM | mask overlay | mask | gt table; CAM only when any exists."""
+    cells = []
+    for row in rows:
+        mask = read_mask(storage.resolve(labels_uri, row[schema.MASK_URI]))
+        cam = _read_optional(storage.join(labels_uri, _item_path(CAMS_DIR, row)))
+        gt = _read_optional(storage.join(collection_uri, _item_path("gt", row))) if has_gt else None
+        cells.append((row, sources.get(row), cam, mask, gt))
+    show_cam = any(cam is not None for _, _, cam, _, _ in cells)
+    head = ["item", "image", *["CAM"] * show_cam, "mask overlay", "mask", *["gt"] * has_gt]
+    body, side, alpha = [], cfg.thumb_px, cfg.alpha
+    for row, image, cam, mask, gt in cells:
+        line = [_caption(row, mask, gt), _img(image, side, cfg)]
+        if show_cam:
+            heat = None if cam is None else overlay_cam(image, cam, alpha)
+            line.append(_img(heat, side, cfg))
+        line.append(_img(None if image is None else overlay_mask(image, mask, alpha), side, cfg))
+        line.append(_img(colorize(mask), side, cfg, nearest=True))
+        if has_gt:
+            line.append(_img(None if gt is None else colorize(gt), side, cfg, nearest=True))
+        body.append(line)
+    return _table(head, body, "grid")
+
+
+def _scores_html(result: dict, classes: list[str]) -> str:
+    """Metric, per-class IoU and per-video J tables side by side; values in percent."""
+    metrics = [[_esc(label), f"<b>{_esc(result[k])}</b>"] for k, label in METRICS.items()]
+    parts = ["<div><h3>Summary (%)</h3>" + _table(["metric", "value"], metrics) + "</div>"]
+    per_class = [
+        [_swatch(classes.index(name)) + _esc(name), _esc(iou),
+         f"<div class='bar' style='width:{2 * (iou or 0):.0f}px'></div>"]
+        for name, iou in result["per_class_iou"].items()
+    ]  # fmt: skip
+    table = _table(["class", "IoU", ""], per_class)
+    parts.append(f"<div><h3>Per-class IoU, images (%)</h3>{table}</div>")
+    if result["videos"]:
+        head = ["video", "J", "J fg frames", "frames", "labelled", "filtered", "failed", "missing"]
+        keys = ["j", "j_relevant", *head[3:]]
+        body = [[_esc(vid)] + [_esc(v[k]) for k in keys] for vid, v in result["videos"].items()]
+        parts.append("<div><h3>Videos, foreground J (%)</h3>" + _table(head, body) + "</div>")
+    return "<div class='row'>" + "".join(parts) + "</div>"
+
+
+def _status_lists(filtered: list[dict], failed: list[dict], sources, cfg: ReportConfig) -> str:
+    """Filtered frames as cards (thumbnail, scores, reason); failed items as a table."""
+    cards = "".join(
+        f"<div class='card'>{_img(sources.get(r), cfg.small_px, cfg)}<b>{_esc(_row_name(r))}</b>"
+        f"<br>scores: {_esc(r.get(schema.SCORES))}<br>{_esc(r.get(schema.REASON))}</div>"
+        for r in filtered[: cfg.max_rows]
+    )
+    out = f"<h2>Filtered video frames ({len(filtered)})</h2>"
+    out += f"<div class='cards'>{cards}</div>" if cards else "<p>none</p>"
+    body = [
+        [_esc(_row_name(r)), _esc(r.get(schema.KIND)), _esc(r.get(schema.REASON))] for r in failed
+    ]
+    out += f"<h2>Failed items ({len(failed)})</h2>"
+    return out + (
+        _table(["item", "kind", "reason"], body[: cfg.max_rows]) if body else "<p>none</p>"
+    )

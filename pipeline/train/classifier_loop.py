@@ -1,0 +1,201 @@
+"""The classifier's Ray Train worker loop (see pipeline/train/classifier.py for the driver side).
+
+Every worker augments and trains with BCE on its Ray Data shard and reports rank 0's weights each
+epoch; rank 0 alone talks to MLflow and writes the final model. Average precision is measured on the
+training items the workers see.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from typing import TYPE_CHECKING
+
+import mlflow
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from pipeline import checkpoint, tracking
+from pipeline.models.classifier import CamClassifier
+from pipeline.train.augment import augment_batch, eval_batch
+
+if TYPE_CHECKING:
+    from pipeline.train.classifier import ClassifierTrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AP of one class: scores (N,) float, labels (N,) {0, 1}; nan when there is no positive."""
+    positives = labels.sum()
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    hits = labels[order] > 0
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].sum() / positives)
+
+
+def per_class_ap(
+    scores: np.ndarray, targets: np.ndarray, classes: tuple[str, ...]
+) -> dict[str, float]:
+    """{class name: AP} of foreground classes with a positive; scores, targets: N x C."""
+    aps = [average_precision(scores[:, c], targets[:, c]) for c in range(targets.shape[1])]
+    return {classes[c + 1]: ap for c, ap in enumerate(aps) if not np.isnan(ap)}
+
+
+def _gather(array: np.ndarray) -> np.ndarray:
+    """Concatenate an array's rows across training workers (identity for one worker)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return array
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, array)
+    return np.concatenate(parts)
+
+
+def _mean_across_workers(value: float, count: int) -> float:
+    totals = _gather(np.array([[value * count, count]], dtype=np.float64)).sum(axis=0)
+    return float(totals[0] / max(totals[1], 1))
+
+
+def _batches(shard, batch_size: int, shuffle_buffer: int, device: torch.device):
+    """Batches of this worker's shard; shuffle_buffer > 0 shuffles locally and drops the last
+    partial batch (BatchNorm cannot train on one sample)."""
+    shuffle = shuffle_buffer > 0
+    return shard.iter_torch_batches(
+        batch_size=batch_size,
+        dtypes={"image": torch.uint8, "target": torch.float32},
+        device=device,
+        local_shuffle_buffer_size=max(batch_size, shuffle_buffer) if shuffle else None,
+        drop_last=shuffle,
+    )
+
+
+def _warmup_cosine(warmup: int, total: int):
+    """Learning-rate factor per optimizer step: linear warm-up, then cosine decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + np.cos(np.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
+def _build_model(cfg: ClassifierTrainConfig) -> tuple[CamClassifier, torch.optim.Optimizer]:
+    model = CamClassifier(cfg.model)
+    backbone_lr = cfg.lr
+    if cfg.pretrained_uri:
+        report = checkpoint.load_pretrained_backbone(model, cfg.pretrained_uri)
+        log.info("pretrained backbone %s: %s", cfg.pretrained_uri, report.summary())
+        backbone_lr = cfg.lr * cfg.backbone_lr_mult
+    backbone, head = model.param_groups()
+    groups = [{"params": backbone, "lr": backbone_lr}, {"params": head, "lr": cfg.lr}]
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    return model, optimizer
+
+
+def _train_epoch(model, optimizer, scheduler, batches, cfg, gen) -> tuple[float, np.ndarray, ...]:
+    """One pass; (mean loss, scores, targets) of the augmented batches this worker saw."""
+    model.train()
+    losses, scores, targets = [], [], []
+    for batch in batches:
+        logits = model(augment_batch(batch["image"], cfg.image_size, cfg.augment, gen))
+        loss = F.binary_cross_entropy_with_logits(logits, batch["target"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        scores.append(torch.sigmoid(logits.detach()).cpu().numpy())
+        targets.append(batch["target"].cpu().numpy())
+    empty = np.zeros((0, cfg.model.num_classes), np.float32)
+    if not losses:
+        return float("nan"), empty, empty
+    return float(np.mean(losses)), np.concatenate(scores), np.concatenate(targets)
+
+
+@torch.inference_mode()
+def _evaluate(model, batches, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, targets) of this worker's un-augmented items, resized to image_size."""
+    model.eval()
+    scores, targets = [], []
+    for batch in batches:
+        scores.append(
+            torch.sigmoid(model(eval_batch(batch["image"], cfg.image_size))).cpu().numpy()
+        )
+        targets.append(batch["target"].cpu().numpy())
+    empty = np.zeros((0, cfg.model.num_classes), np.float32)
+    return (np.concatenate(scores), np.concatenate(targets)) if scores else (empty, empty)
+
+
+def _map(aps: dict[str, float]) -> float:
+    return float(np.mean(list(aps.values()))) if aps else float("nan")
+
+
+def _report(model, cfg, classes, metrics: dict, rank: int) -> None:
+    """ray.train.report with a checkpoint of rank 0's weights (all ranks must call it; the
+    driver's Result.metrics are those of the last report that carried a checkpoint)."""
+    with tempfile.TemporaryDirectory() as folder:
+        ckpt = None
+        if rank == 0:
+            checkpoint.save_model(model, cfg.model, folder, classes, extra={"metrics": metrics})
+            ckpt = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _finish(model, cfg, classes, out_uri, shard, batch_size, device, run) -> dict:
+    """Final un-augmented pass over the training items; rank 0 writes and logs the model."""
+    scores, targets = _evaluate(model, _batches(shard, batch_size, 0, device), cfg)
+    aps = per_class_ap(_gather(scores), _gather(targets), classes)
+    final = {"map": _map(aps), "per_class_ap": aps, "model_uri": out_uri, "mlflow_run_id": None}
+    if run:
+        tracking.log_metrics(
+            {"train_map": final["map"]} | {f"train_ap.{k}": v for k, v in aps.items()}
+        )
+        model_file = checkpoint.save_model(model, cfg.model, out_uri, classes, {"train_ap": aps})
+        tracking.log_file(model_file, artifact_path="model")
+        final["mlflow_run_id"] = run.info.run_id
+        mlflow.end_run()
+    return final
+
+
+def _train_loop(config: dict) -> None:
+    """Ray Train worker entry point: every rank trains; rank 0 alone talks to MLflow."""
+    cfg: ClassifierTrainConfig = config["cfg"]
+    classes, per_worker = config["classes"], config["per_worker"]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.manual_seed(cfg.seed)  # same initial weights on every worker
+    device = ray.train.torch.get_device()
+    model, optimizer = _build_model(cfg)
+    model = ray.train.torch.prepare_model(model)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
+    batch_size = max(2, cfg.batch_size // world)
+    steps = max(1, per_worker // batch_size)
+    schedule = _warmup_cosine(cfg.warmup_epochs * steps, cfg.epochs * steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    shard = ray.train.get_dataset_shard("train")
+    run = tracking.start_run(cfg.tracking_uri, cfg.experiment) if rank == 0 else None
+    if run:
+        tracking.log_config(cfg)
+        mlflow.log_params({k: config[k] for k in ("train_items", "skipped_items")})
+    for epoch in range(cfg.epochs):
+        start = time.time()
+        batches = _batches(shard, batch_size, per_worker, device)
+        loss, scores, targets = _train_epoch(model, optimizer, scheduler, batches, cfg, gen)
+        aps = per_class_ap(_gather(scores), _gather(targets), classes)
+        metrics = {"epoch": epoch, "loss": _mean_across_workers(loss, len(scores)),
+                   "train_running_map": _map(aps), "epoch_s": time.time() - start}  # fmt: skip
+        if run:
+            tracking.log_metrics(metrics, step=epoch)
+        _report(model, cfg, classes, metrics, rank)
+    final = _finish(model, cfg, classes, config["out_uri"], shard, batch_size, device, run)
+    _report(model, cfg, classes, final, rank)
