@@ -18,23 +18,23 @@ from itertools import chain
 
 from pipeline import schema, storage
 from pipeline.evaluate_inputs import (  # noqa: F401 (some only re-exported: the entry point)
-    _item_name,
-    _load_pair,
     index_rows,
+    item_name,
     list_gt,
+    load_pair,
     read_classes,
     read_manifest,
     read_mask,
 )
 from pipeline.evaluate_metrics import (  # noqa: F401 (some only re-exported: the entry point)
     ConfusionMatrix,
-    _Tally,
-    _Video,
+    Tally,
+    VideoTally,
     foreground_iou,
     histogram_foreground_iou,
     pair_histogram,
 )
-from pipeline.evaluate_summary import _summarise, format_table
+from pipeline.evaluate_summary import format_table, summarise
 from pipeline.schema import IGNORE
 
 
@@ -55,17 +55,17 @@ def evaluate_labels(labels_uri: str, collection_uri: str, workers: int = 8) -> d
     index = index_rows(rows)
     gt_items = list_gt(collection_uri)
     n = len(classes)
-    images = _Tally(ConfusionMatrix(n), ConfusionMatrix(n))
-    frames = _Tally(ConfusionMatrix(n), ConfusionMatrix(n))
-    videos: dict[str, _Video] = defaultdict(_Video)
+    images = Tally(ConfusionMatrix(n), ConfusionMatrix(n))
+    frames = Tally(ConfusionMatrix(n), ConfusionMatrix(n))
+    videos: dict[str, VideoTally] = defaultdict(VideoTally)
     missing = 0
 
     def load(item):
         item_id, frame, gt_uri = item
-        name = _item_name(item_id, frame)
+        name = item_name(item_id, frame)
         # a frame without its own row takes its video's whole-item row (a video that failed whole)
         row = index.get((item_id, frame)) or index.get((item_id, None))
-        pred, gt, covered = _load_pair(labels_uri, row, gt_uri, name)
+        pred, gt, covered = load_pair(labels_uri, row, gt_uri, name)
         return item, row, pair_histogram(pred, gt), covered
 
     with ThreadPoolExecutor(max_workers=workers) as pool:  # decoding PNGs releases the GIL
@@ -78,14 +78,14 @@ def evaluate_labels(labels_uri: str, collection_uri: str, workers: int = 8) -> d
             try:
                 (images if frame is None else frames).add(hist, covered)
             except ValueError as error:
-                raise ValueError(f"{_item_name(item_id, frame)}: {error}") from error
+                raise ValueError(f"{item_name(item_id, frame)}: {error}") from error
             if frame is not None:
                 video, j = videos[item_id], histogram_foreground_iou(hist)
                 video.frame_j.append(j)
                 video.missing += lost
                 if hist[1:IGNORE].sum():  # gt has foreground
                     video.relevant_j.append(j)
-    return _summarise(classes, rows, images, frames, videos, missing)
+    return summarise(classes, rows, images, frames, videos, missing)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -75,11 +75,11 @@ def index_rows(rows: Iterable[dict]) -> dict[tuple[str, int | None], dict]:
     return index
 
 
-def _item_name(item_id: str, frame: int | None) -> str:
+def item_name(item_id: str, frame: int | None) -> str:
     return item_id if frame is None else f"{item_id} frame {frame}"
 
 
-def _load_pair(labels_uri: str, row: dict | None, gt_uri: str, item: str):
+def load_pair(labels_uri: str, row: dict | None, gt_uri: str, item: str):
     """(pred, gt, covered) for one gt item; failed/missing/filtered rows become all background."""
     gt = read_mask(gt_uri)
     if row is None or row[schema.STATUS] != schema.LABELLED:

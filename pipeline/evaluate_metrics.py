@@ -81,7 +81,7 @@ class ConfusionMatrix:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """Running totals of one group of scored items (all images, or all video frames)."""
 
     cm: ConfusionMatrix
@@ -107,7 +107,7 @@ class _Tally:
 
 
 @dataclass
-class _Video:
+class VideoTally:
     frame_j: list[float] = field(default_factory=list)
     relevant_j: list[float] = field(default_factory=list)
     missing: int = 0

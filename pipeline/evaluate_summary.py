@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from pipeline import schema
-from pipeline.evaluate_metrics import _Tally
+from pipeline.evaluate_metrics import Tally
 
 
 def _pct(value: float) -> float | None:
@@ -19,7 +19,7 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def _summarise(classes, rows, images: _Tally, frames: _Tally, videos, missing: int) -> dict:
+def summarise(classes, rows, images: Tally, frames: Tally, videos, missing: int) -> dict:
     iou = images.cm.iou()
     by_id = Counter((r[schema.ID], r[schema.STATUS]) for r in rows)
     video_out = {

@@ -21,12 +21,12 @@ from pipeline.report_html import (  # noqa: F401 (some only re-exported: the ent
     CSS,
     METRICS,
     PAGE,
-    _esc,
-    _grid,
-    _scores_html,
-    _status_lists,
-    _swatch,
-    _table,
+    escape_html,
+    html_grid,
+    html_swatch,
+    html_table,
+    scores_html,
+    status_lists_html,
 )
 from pipeline.report_images import (  # noqa: F401 (re-exported: the entry point)
     PALETTE,
@@ -37,7 +37,7 @@ from pipeline.report_images import (  # noqa: F401 (re-exported: the entry point
     overlay_mask,
     voc_palette,
 )
-from pipeline.report_sources import _Sources
+from pipeline.report_sources import ReportSources
 from pipeline.schema import IGNORE
 
 REPORT_NAME = "report.html"
@@ -78,26 +78,29 @@ def build_report(
     picked = pick_spread(
         [r for r in by_status[schema.LABELLED] if r.get(schema.MASK_URI)], max_items
     )
-    sources = _Sources(collection_uri, picked + by_status[schema.FILTERED][: cfg.max_rows])
-    counts = [[_esc(s), str(len(r))] for s, r in by_status.items()]
+    sources = ReportSources(collection_uri, picked + by_status[schema.FILTERED][: cfg.max_rows])
+    counts = [[escape_html(s), str(len(r))] for s, r in by_status.items()]
     parts = [
-        f"<h1>WebSeg label report</h1><p>labels: {_esc(labels_uri)}<br>"
-        f"collection: {_esc(collection_uri)}</p><h2>Status</h2>{_table(['status', 'rows'], counts)}"
+        f"<h1>WebSeg label report</h1><p>labels: {escape_html(labels_uri)}<br>"
+        f"collection: {escape_html(collection_uri)}</p><h2>Status</h2>{html_table(['status', 'rows'], counts)}"
     ]
     if has_gt:
         result = evaluate_labels(labels_uri, collection_uri)
-        parts.append("<h2>Scores against ground truth</h2>" + _scores_html(result, classes))
+        parts.append("<h2>Scores against ground truth</h2>" + scores_html(result, classes))
     legend = "".join(
-        f"{_swatch(i)}{_esc(n)}" for i, n in [*enumerate(classes[:IGNORE]), (IGNORE, "ignore")]
+        f"{html_swatch(i)}{escape_html(n)}"
+        for i, n in [*enumerate(classes[:IGNORE]), (IGNORE, "ignore")]
     )
     parts.append(f"<h2>Labelled items ({len(picked)} of {len(by_status[schema.LABELLED])})</h2>")
     parts.append(
-        f"<p>{legend}</p>" + _grid(labels_uri, collection_uri, picked, sources, has_gt, cfg)
+        f"<p>{legend}</p>" + html_grid(labels_uri, collection_uri, picked, sources, has_gt, cfg)
     )
-    parts.append(_status_lists(by_status[schema.FILTERED], by_status[schema.FAILED], sources, cfg))
+    parts.append(
+        status_lists_html(by_status[schema.FILTERED], by_status[schema.FAILED], sources, cfg)
+    )
     run_uri = storage.join(labels_uri, schema.RUN_NAME)
     if storage.exists(run_uri):
-        run = _esc(storage.read_text(run_uri))
+        run = escape_html(storage.read_text(run_uri))
         parts.append(f"<h2>run.json</h2><details><summary>show</summary><pre>{run}</pre></details>")
     out_uri = out_uri or storage.join(labels_uri, REPORT_NAME)
     storage.write_text(out_uri, PAGE.format(css=CSS, body="".join(parts)))

@@ -41,13 +41,13 @@ METRICS = {
 }
 
 
-def _esc(value: object) -> str:
+def escape_html(value: object) -> str:
     return html.escape("-" if value is None else str(value))
 
 
-def _table(head: list[str], body: list[list[str]], cls: str = "") -> str:
+def html_table(head: list[str], body: list[list[str]], cls: str = "") -> str:
     """An HTML table; cells in body are already HTML."""
-    top = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    top = "".join(f"<th>{escape_html(h)}</th>" for h in head)
     rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body)
     return f"<table class='{cls}'><tr>{top}</tr>{rows}</table>"
 
@@ -56,7 +56,7 @@ def _img(rgb: np.ndarray | None, side: int, cfg: ReportConfig, nearest: bool = F
     return "-" if rgb is None else f"<img src='{data_uri(rgb, side, cfg.jpeg_quality, nearest)}'>"
 
 
-def _swatch(index: int) -> str:
+def html_swatch(index: int) -> str:
     return f"<span class='sw' style='background:rgb{tuple(int(v) for v in PALETTE[index])}'></span>"
 
 
@@ -88,14 +88,14 @@ def _item_score(pred: np.ndarray, gt: np.ndarray, is_frame: bool) -> str:
 
 
 def _caption(row: dict, mask: np.ndarray, gt: np.ndarray | None) -> str:
-    text = f"<b>{_esc(_row_name(row))}</b><br>tags: {_esc(', '.join(row[schema.TAGS] or []))}"
-    text += f"<br>scores: {_esc(row.get(schema.SCORES))}"
+    text = f"<b>{escape_html(_row_name(row))}</b><br>tags: {escape_html(', '.join(row[schema.TAGS] or []))}"
+    text += f"<br>scores: {escape_html(row.get(schema.SCORES))}"
     if gt is not None:
         text += f"<br>{_item_score(mask, gt, row.get(schema.FRAME_INDEX) is not None)}"
     return f"<div class='cap'>{text}</div>"
 
 
-def _grid(labels_uri, collection_uri, rows, sources, has_gt, cfg: ReportConfig) -> str:
+def html_grid(labels_uri, collection_uri, rows, sources, has_gt, cfg: ReportConfig) -> str:
     """The item | image | CAM | mask overlay | mask | gt table; CAM only when any exists."""
     cells = []
     for row in rows:
@@ -116,41 +116,51 @@ def _grid(labels_uri, collection_uri, rows, sources, has_gt, cfg: ReportConfig) 
         if has_gt:
             line.append(_img(None if gt is None else colorize(gt), side, cfg, nearest=True))
         body.append(line)
-    return _table(head, body, "grid")
+    return html_table(head, body, "grid")
 
 
-def _scores_html(result: dict, classes: list[str]) -> str:
+def scores_html(result: dict, classes: list[str]) -> str:
     """Metric, per-class IoU and per-video J tables side by side; values in percent."""
-    metrics = [[_esc(label), f"<b>{_esc(result[k])}</b>"] for k, label in METRICS.items()]
-    parts = ["<div><h3>Summary (%)</h3>" + _table(["metric", "value"], metrics) + "</div>"]
+    metrics = [
+        [escape_html(label), f"<b>{escape_html(result[k])}</b>"] for k, label in METRICS.items()
+    ]
+    parts = ["<div><h3>Summary (%)</h3>" + html_table(["metric", "value"], metrics) + "</div>"]
     per_class = [
-        [_swatch(classes.index(name)) + _esc(name), _esc(iou),
+        [html_swatch(classes.index(name)) + escape_html(name), escape_html(iou),
          f"<div class='bar' style='width:{2 * (iou or 0):.0f}px'></div>"]
         for name, iou in result["per_class_iou"].items()
     ]  # fmt: skip
-    table = _table(["class", "IoU", ""], per_class)
+    table = html_table(["class", "IoU", ""], per_class)
     parts.append(f"<div><h3>Per-class IoU, images (%)</h3>{table}</div>")
     if result["videos"]:
         head = ["video", "J", "J fg frames", "frames", "labelled", "filtered", "failed", "missing"]
         keys = ["j", "j_relevant", *head[3:]]
-        body = [[_esc(vid)] + [_esc(v[k]) for k in keys] for vid, v in result["videos"].items()]
-        parts.append("<div><h3>Videos, foreground J (%)</h3>" + _table(head, body) + "</div>")
+        body = [
+            [escape_html(vid)] + [escape_html(v[k]) for k in keys]
+            for vid, v in result["videos"].items()
+        ]
+        parts.append("<div><h3>Videos, foreground J (%)</h3>" + html_table(head, body) + "</div>")
     return "<div class='row'>" + "".join(parts) + "</div>"
 
 
-def _status_lists(filtered: list[dict], failed: list[dict], sources, cfg: ReportConfig) -> str:
+def status_lists_html(filtered: list[dict], failed: list[dict], sources, cfg: ReportConfig) -> str:
     """Filtered frames as cards (thumbnail, scores, reason); failed items as a table."""
     cards = "".join(
-        f"<div class='card'>{_img(sources.get(r), cfg.small_px, cfg)}<b>{_esc(_row_name(r))}</b>"
-        f"<br>scores: {_esc(r.get(schema.SCORES))}<br>{_esc(r.get(schema.REASON))}</div>"
+        f"<div class='card'>{_img(sources.get(r), cfg.small_px, cfg)}<b>{escape_html(_row_name(r))}</b>"
+        f"<br>scores: {escape_html(r.get(schema.SCORES))}<br>{escape_html(r.get(schema.REASON))}</div>"
         for r in filtered[: cfg.max_rows]
     )
     out = f"<h2>Filtered video frames ({len(filtered)})</h2>"
     out += f"<div class='cards'>{cards}</div>" if cards else "<p>none</p>"
     body = [
-        [_esc(_row_name(r)), _esc(r.get(schema.KIND)), _esc(r.get(schema.REASON))] for r in failed
+        [
+            escape_html(_row_name(r)),
+            escape_html(r.get(schema.KIND)),
+            escape_html(r.get(schema.REASON)),
+        ]
+        for r in failed
     ]
     out += f"<h2>Failed items ({len(failed)})</h2>"
     return out + (
-        _table(["item", "kind", "reason"], body[: cfg.max_rows]) if body else "<p>none</p>"
+        html_table(["item", "kind", "reason"], body[: cfg.max_rows]) if body else "<p>none</p>"
     )

@@ -8,7 +8,7 @@ import numpy as np
 from pipeline import schema, storage
 
 
-class _Sources:
+class ReportSources:
     """Source images and video frames (HxWx3 uint8 RGB) of the rows to show; None if unreadable."""
 
     def __init__(self, collection_uri: str | None, rows: list[dict]):

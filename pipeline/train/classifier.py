@@ -27,9 +27,9 @@ from pipeline.models.classifier import ModelConfig
 from pipeline.train.augment import AugmentConfig
 from pipeline.train.classifier_data import TrainingSet, load_training_set  # noqa: F401 (re-exported)
 from pipeline.train.classifier_loop import (  # noqa: F401 (some only re-exported: the entry point)
-    _train_loop,
     average_precision,
     per_class_ap,
+    train_loop,
 )
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def _trainer(
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
     )
     return ray.train.torch.TorchTrainer(
-        _train_loop,
+        train_loop,
         train_loop_config=loop_config,
         scaling_config=scaling,
         run_config=run,

@@ -166,7 +166,7 @@ def _finish(model, cfg, classes, out_uri, shard, batch_size, device, run) -> dic
     return final
 
 
-def _train_loop(config: dict) -> None:
+def train_loop(config: dict) -> None:
     """Ray Train worker entry point: every rank trains; rank 0 alone talks to MLflow."""
     cfg: ClassifierTrainConfig = config["cfg"]
     classes, per_worker = config["classes"], config["per_worker"]
