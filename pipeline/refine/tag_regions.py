@@ -28,6 +28,7 @@ class TagRegionConfig:
     silent_split: float = 0.5  # in a region a live tag wins while some tag is silent, pixels where
     # the winner's CAM is below this go to the silent tag (the object the classifier cannot see)
     ignore_unsupported: bool = False  # True: regions no CAM supports (and no silent tag) -> 255
+    contrast: bool = True  # divide each map by its image-wide mean first (see contrast_maps)
 
 
 def live_tags(cams: np.ndarray, live_peak: float) -> np.ndarray:
@@ -35,6 +36,15 @@ def live_tags(cams: np.ndarray, live_peak: float) -> np.ndarray:
     if cams.shape[0] == 0:
         return np.zeros(0, bool)
     return cams.reshape(cams.shape[0], -1).max(axis=1) >= live_peak
+
+
+def contrast_maps(cams: np.ndarray) -> np.ndarray:
+    """KxHxW CAMs -> KxHxW float32, each map divided by its own image-wide mean and all scaled
+    by the largest mean: a tag is judged by where it fires MORE than it does elsewhere in the
+    image. A from-scratch classifier's map often glows over the context of its class (road for a
+    car); without this, such a map outbids a tag that fires only, and less, on its object."""
+    means = cams.reshape(cams.shape[0], -1).mean(axis=1)
+    return (cams / np.maximum(means, 1e-3)[:, None, None] * means.max()).astype(np.float32)
 
 
 def region_support(regions: np.ndarray, n: int, cams: np.ndarray) -> np.ndarray:
@@ -81,6 +91,8 @@ def assign_regions(
     labels = np.full(fg.shape, BACKGROUND, np.uint8)
     live = live_tags(cams, cfg.live_peak)
     silent = np.flatnonzero(~live)
+    if cfg.contrast:
+        cams = contrast_maps(cams)
     for r, support in enumerate(region_support(regions, n - 1, cams), start=1):
         inside = regions == r
         best, second = _region_label(support, live, cfg)

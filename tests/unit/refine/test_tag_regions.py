@@ -3,6 +3,7 @@ import numpy as np
 from pipeline.refine.tag_regions import (
     TagRegionConfig,
     assign_regions,
+    contrast_maps,
     live_tags,
     region_support,
 )
@@ -71,3 +72,23 @@ def test_unsupported_region_is_ignored_only_when_asked():
 def test_without_cam_everything_takes_the_first_tag():
     fg = _two_regions()
     assert set(np.unique(assign_regions(fg, None, [8, 15], TagRegionConfig()))) == {0, 8}
+
+
+def test_contrast_prefers_the_tag_that_fires_on_the_region_over_one_that_fires_everywhere():
+    fg = _two_regions()
+    cams = np.full((2, 4, 10), 0.6, np.float32)  # tag 7 glows over the whole image (context)
+    cams[0, :, 0:3] = 0.7
+    cams[1] = 0.0
+    cams[1, :, 6:10] = 0.5  # tag 2 fires only on the right region, and weaker
+    plain = assign_regions(fg, cams, [7, 2], TagRegionConfig(contrast=False, split_ratio=1.0))
+    contrast = assign_regions(fg, cams, [7, 2], TagRegionConfig(contrast=True, split_ratio=1.0))
+    assert np.all(plain[:, 6:10] == 7)
+    assert np.all(contrast[:, 6:10] == 2) and np.all(contrast[:, 0:3] == 7)
+
+
+def test_contrast_maps_divide_by_each_mean_and_keep_the_largest_scale():
+    cams = np.zeros((2, 1, 4), np.float32)
+    cams[0] = [[0.2, 0.2, 0.2, 0.2]]  # mean 0.2
+    cams[1] = [[0.4, 0.0, 0.0, 0.0]]  # mean 0.1
+    out = contrast_maps(cams)
+    assert np.allclose(out[0], 0.2) and np.allclose(out[1], [[0.8, 0, 0, 0]])
