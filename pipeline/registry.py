@@ -7,11 +7,13 @@ code: `load_segmenter` accepts a file/folder URI, `runs:/...` or `models:/NAME@A
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -123,6 +125,33 @@ def load_segmenter_file(uri: str, device: str = "cpu") -> tuple[DeepLabV3, dict[
     return model.to(device).eval(), info
 
 
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextlib.contextmanager
+def _global_mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at uri, then put back exactly what
+    was there: a leaked registry URI would redirect every later MlflowClient(tracking_uri) of the
+    process, and the setters also write MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into the
+    environment."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+    saved_env = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def load_segmenter(
     uri: str, tracking_uri: str | None = None, device: str = "cpu"
 ) -> tuple[DeepLabV3, dict]:
@@ -131,11 +160,10 @@ def load_segmenter(
         return load_segmenter_file(uri, device)
     with tempfile.TemporaryDirectory() as folder:
         registry = effective_tracking_uri(tracking_uri)  # the registry lives with the runs
-        mlflow.set_tracking_uri(registry)  # models:/ resolution ignores the arguments below
-        mlflow.set_registry_uri(registry)
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=folder, tracking_uri=registry, registry_uri=registry
-        )
+        with _global_mlflow_uris(registry):  # models:/ resolution ignores the arguments below
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=folder, tracking_uri=registry, registry_uri=registry
+            )
         found = sorted(glob.glob(os.path.join(local, "**", checkpoint.MODEL_FILE), recursive=True))
         if not found:
             raise FileNotFoundError(f"{uri} holds no {checkpoint.MODEL_FILE}")

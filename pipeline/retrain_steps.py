@@ -56,7 +56,7 @@ class MlflowSteps:
     def _client(self):
         from mlflow import MlflowClient
 
-        return MlflowClient(self.tracking_uri)
+        return MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
 
     def label(self, collection_uri: str, labels_uri: str) -> dict:
         from pipeline.dataflow import run_pseudo_label

@@ -124,9 +124,14 @@ def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path, 
     assert (tmp_path / "model" / "model.pt").exists()
 
     out = tmp_path / "pred"
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    before = registry_utils._registry_uri, os.environ.get("MLFLOW_REGISTRY_URI")
     run_predict(
         "models:/seg-test@candidate", collection, str(out), PredictConfig(tracking_uri=server.uri)
     )
+    after = registry_utils._registry_uri, os.environ.get("MLFLOW_REGISTRY_URI")
+    assert after == before  # no process-wide registry leaked to later MlflowClient(tracking_uri)
     scores = evaluate_labels(str(out), collection)
     assert (
         scores["images_scored"] == 8 and scores["missing"] == 0 and scores["image_miou"] is not None
