@@ -2,8 +2,10 @@
 
     webseg predict --model models:/webseg-segmenter@candidate --collection URI --out LABELS_URI
 
-Runs sequentially on the driver: every image and every sampled video frame gets a mask at source
-resolution (masks/<id>.png, masks/<id>/<frame:06d>.png), manifest.parquet and run.json, so
+Items are spread over a Ray actor pool (GPU where the cluster has one; `predict.resources`, see
+predict_dataflow.py), or run on the driver without Ray with `resources.actors: 0` (small holdouts,
+tests). Every image and every sampled video frame gets a mask at source resolution
+(masks/<id>.png, masks/<id>/<frame:06d>.png), plus manifest.parquet and run.json, so
 `webseg evaluate` scores the output like pseudo-labels.
 """
 
@@ -24,6 +26,7 @@ from pipeline import schema, storage
 from pipeline.collection import Item, read_collection
 from pipeline.config import flatten
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
+from pipeline.label_config import AUTO, StageResources
 from pipeline.models.classifier import normalize
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.output import encode_png, status_counts, write_manifest, write_run_json
@@ -38,6 +41,9 @@ class PredictConfig:
     long_side: int = 0  # working resolution (long side, px); 0 = the one the model was trained with
     restrict_to_tags: bool = False  # only background and the item's tags may be predicted
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # frame sampling and size limits
+    resources: StageResources = field(  # actor pool; actors 0 = sequentially on the driver, no Ray
+        default_factory=lambda: StageResources(actors=AUTO, num_gpus=AUTO, batch_size=1)
+    )
     tracking_uri: str | None = (
         None  # MLflow, for models:/ URIs (default: MLFLOW_TRACKING_URI or local sqlite)
     )
@@ -134,6 +140,16 @@ def predict_item(
     return rows
 
 
+def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig) -> list[dict]:
+    if cfg.resources.actors == 0:
+        return [row for item in items for row in predict_item(model, item, out_uri, long_side, cfg)]
+    from pipeline.predict_dataflow import predict_on_ray
+    from pipeline.runtime import init_ray
+
+    init_ray()  # joins RAY_ADDRESS or the Ray the caller started; else a local one
+    return predict_on_ray(model, items, out_uri, long_side, cfg)
+
+
 def run_predict(
     model_uri: str, collection_uri: str, out_uri: str, cfg: PredictConfig | None = None
 ) -> dict:
@@ -149,12 +165,7 @@ def run_predict(
         log.warning(
             "model classes %s differ from the collection's %s", info["classes"], collection.classes
         )
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = [
-        row
-        for item in collection.items
-        for row in predict_item(model, item, out_uri, long_side, cfg)
-    ]
+    rows = _predict_rows(model, collection.items, out_uri, long_side, cfg)
     write_manifest(out_uri, rows)
     run = {
         "collection": collection.root,

@@ -83,6 +83,7 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
 
 def predict(args: argparse.Namespace) -> dict:
     from pipeline.predict import PredictConfig, run_predict
+    from pipeline.runtime import init_ray
 
     cfg = _section(
         args,
@@ -90,6 +91,8 @@ def predict(args: argparse.Namespace) -> dict:
         PredictConfig,
         {"tracking_uri": args.tracking_uri, "restrict_to_tags": args.restrict_to_tags},
     )
+    if cfg.resources.actors != 0:
+        init_ray(args.ray_address)
     info = run_predict(args.model, args.collection, args.out, cfg)
     return {"out": args.out, "counts": info["counts"], "wall_seconds": info["wall_seconds"]}
 

@@ -12,12 +12,14 @@ import torch
 from pipeline import checkpoint, schema
 from pipeline.decode import DecodeConfig
 from pipeline.evaluate import evaluate_labels
+from pipeline.label_config import StageResources
 from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
 from pipeline.predict import PredictConfig, run_predict, segment
 from pipeline.registry import load_segmenter
 from pipeline.sample_data import generate
 
 TINY = DeepLabConfig(width=8, aspp_channels=8, num_classes=3)
+ON_DRIVER = StageResources(actors=0)  # no Ray in unit tests; the actor pool is an integration test
 
 
 class ConstantModel(torch.nn.Module):
@@ -63,7 +65,7 @@ def test_run_predict_writes_the_pseudo_label_format(collection, tmp_path):
     assert info["eval_long_side"] == 64 and info["classes"] == ("background", "ball", "box")
     assert not loaded.training
     out = str(tmp_path / "pred")
-    run = run_predict(model_file, collection, out, PredictConfig())
+    run = run_predict(model_file, collection, out, PredictConfig(resources=ON_DRIVER))
     rows = pq.read_table(f"{out}/{schema.MANIFEST_NAME}").to_pylist()
     images = [r for r in rows if r[schema.KIND] == "image"]
     frames = [r for r in rows if r[schema.KIND] == "video"]
@@ -86,7 +88,9 @@ def test_unreadable_item_becomes_a_failed_row(collection, tmp_path):
     model_file = checkpoint.save_model(
         DeepLabV3(TINY), TINY, str(tmp_path / "m.pt"), ["background", "ball", "box"]
     )
-    cfg = PredictConfig(long_side=32, decode=DecodeConfig(max_frames_per_video=2))
+    cfg = PredictConfig(
+        long_side=32, decode=DecodeConfig(max_frames_per_video=2), resources=ON_DRIVER
+    )
     run_predict(model_file, str(broken), str(tmp_path / "pred"), cfg)
     rows = pq.read_table(tmp_path / "pred" / schema.MANIFEST_NAME).to_pylist()
     failed = [r for r in rows if r[schema.STATUS] == schema.FAILED]

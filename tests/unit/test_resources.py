@@ -26,3 +26,18 @@ def test_explicit_values_are_kept():
     )
     res = resolve_resources(cfg, {"CPU": 8.0, "GPU": 1.0})
     assert (res.cam.actors, res.cam.num_gpus, res.refine.actors) == (2, 0.5, 7)
+
+
+def test_predict_pool_follows_the_cluster_gpus_or_cpus():
+    from pipeline.predict import PredictConfig
+    from pipeline.predict_dataflow import resolve_predict_resources
+
+    auto = PredictConfig().resources
+    gpu = resolve_predict_resources(auto, {"CPU": 16.0, "GPU": 2.0})
+    assert (gpu.actors, gpu.num_gpus) == (2, 1.0)
+    cpu = resolve_predict_resources(auto, {"CPU": 6.0})
+    assert (cpu.actors, cpu.num_gpus) == (3, 0.0)
+    tiny = resolve_predict_resources(auto, {"CPU": 1.0})
+    assert tiny.actors == 1
+    fixed = resolve_predict_resources(StageResources(actors=5, num_gpus=0.25), {"GPU": 1.0})
+    assert (fixed.actors, fixed.num_gpus) == (5, 0.25)

@@ -1,0 +1,98 @@
+"""`webseg predict` on a Ray cluster: items spread over an actor pool, GPU where the cluster has one.
+
+collection items -> PredictStage actors (segmenter built once per actor from weights the driver
+put in the object store, so models:/ URIs are resolved once and workers need no MLflow access)
+-> masks written by the actors, manifest rows gathered on the driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+from ray.data import ActorPoolStrategy
+
+from pipeline import schema
+from pipeline.collection import Item
+from pipeline.label_config import AUTO, StageResources
+from pipeline.output import MANIFEST_SCHEMA
+from pipeline.rows import iter_rows, loads
+from pipeline.stages import item_row
+
+
+def resolve_predict_resources(res: StageResources, cluster: dict[str, float]) -> StageResources:
+    """'auto' GPUs: 1 per actor when the cluster has GPUs; 'auto' actors: one per GPU, or on a
+    CPU-only cluster one per two CPUs (read from the cluster, never the driver's hardware)."""
+    gpus, cpus = float(cluster.get("GPU", 0)), float(cluster.get("CPU", 1))
+    num_gpus = (1.0 if gpus > 0 else 0.0) if res.num_gpus == AUTO else float(res.num_gpus)
+    actors = res.actors
+    if actors == AUTO:
+        actors = max(1, int(gpus // num_gpus)) if num_gpus > 0 else max(1, int(cpus // 2))
+    return dataclasses.replace(res, actors=int(actors), num_gpus=num_gpus)
+
+
+def item_from_row(row: dict[str, Any]) -> Item:
+    """Inverse of stages.item_row: the collection item a dataset row stands for."""
+    return Item(
+        id=row[schema.ID],
+        uri=row[schema.URI],
+        kind=row[schema.KIND],
+        tags=tuple(loads(row[schema.TAGS])),
+        tag_ids=tuple(loads(row[schema.TAG_IDS])),
+        source_uri=row[schema.SOURCE_URI],
+        source_index=int(row[schema.SOURCE_INDEX]),
+        error=row[schema.REASON] or None,
+    )
+
+
+class PredictStage:
+    """Actor: builds the segmenter once on its device; masks of each item row, manifest rows out."""
+
+    def __init__(self, weights: tuple[Any, dict], out_uri: str, long_side: int, cfg: Any):
+        import torch
+
+        from pipeline.models.deeplab import DeepLabV3
+
+        if isinstance(weights, ray.ObjectRef):  # constructor args are not resolved by Ray Data
+            weights = ray.get(weights)
+        model_config, state_dict = weights
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = DeepLabV3(model_config)
+        self.model.load_state_dict(state_dict)
+        self.model.to(device).eval()
+        self.out_uri, self.long_side, self.cfg = out_uri, long_side, cfg
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        from pipeline.predict import predict_item
+
+        rows = []
+        for row in iter_rows(batch):
+            item = item_from_row(row)
+            rows += predict_item(self.model, item, self.out_uri, self.long_side, self.cfg)
+        return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+
+
+def predict_on_ray(
+    model, items: tuple[Item, ...], out_uri: str, long_side: int, cfg: Any
+) -> list[dict]:
+    """Manifest rows of every item, segmented by an actor pool (Ray must be initialised).
+
+    model: a DeepLabV3 (its cfg and weights go to the actors); cfg: a PredictConfig."""
+    res = resolve_predict_resources(cfg.resources, ray.cluster_resources())
+    weights = ray.put((model.cfg, {k: v.cpu() for k, v in model.state_dict().items()}))
+    dataset = ray.data.from_items([item_row(item) for item in items]).map_batches(
+        PredictStage,
+        fn_constructor_args=(weights, out_uri, long_side, cfg),
+        # elastic: starts with one actor, so a cluster busy with other work still makes progress
+        compute=ActorPoolStrategy(min_size=1, max_size=res.actors),
+        num_gpus=res.num_gpus,
+        num_cpus=res.num_cpus,
+        batch_size=res.batch_size,
+    )
+    tables = ray.get(list(dataset.to_arrow_refs()))
+    rows = pa.concat_tables(tables).to_pylist() if tables else []
+    order = {item.id: i for i, item in enumerate(items)}
+    return sorted(rows, key=lambda r: (order[r[schema.ID]], r[schema.FRAME_INDEX] or -1))
