@@ -19,6 +19,7 @@ from pipeline import schema
 from pipeline.collection import Item
 from pipeline.label_config import AUTO, StageResources
 from pipeline.output import MANIFEST_SCHEMA
+from pipeline.predict import predict_item
 from pipeline.rows import iter_rows, loads
 from pipeline.stages import item_row
 
@@ -51,14 +52,12 @@ def item_from_row(row: dict[str, Any]) -> Item:
 class PredictStage:
     """Actor: builds the segmenter once on its device; masks of each item row, manifest rows out."""
 
-    def __init__(self, weights: tuple[Any, dict], out_uri: str, long_side: int, cfg: Any):
+    def __init__(self, weights: ray.ObjectRef, out_uri: str, long_side: int, cfg: Any):
         import torch
 
         from pipeline.models.deeplab import DeepLabV3
 
-        if isinstance(weights, ray.ObjectRef):  # constructor args are not resolved by Ray Data
-            weights = ray.get(weights)
-        model_config, state_dict = weights
+        model_config, state_dict = ray.get(weights)  # Ray Data passes constructor args unresolved
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = DeepLabV3(model_config)
         self.model.load_state_dict(state_dict)
@@ -66,8 +65,6 @@ class PredictStage:
         self.out_uri, self.long_side, self.cfg = out_uri, long_side, cfg
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        from pipeline.predict import predict_item
-
         rows = []
         for row in iter_rows(batch):
             item = item_from_row(row)
