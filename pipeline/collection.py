@@ -80,6 +80,15 @@ def find_manifest(collection_uri: str) -> tuple[str, str]:
     raise ManifestError(f"no manifest ({', '.join(MANIFEST_NAMES)}) in {collection_uri}")
 
 
+def require_manifest(collection_uri: str) -> str:
+    """The collection's manifest URI, or ManifestError when there is none: a cheap check that
+    commands run before they start Ray, so a mistyped path fails at once."""
+    _, manifest_uri = find_manifest(collection_uri)
+    if not storage.exists(manifest_uri):
+        raise ManifestError(f"manifest {manifest_uri} does not exist")
+    return manifest_uri
+
+
 def read_collection(collection_uri: str, cfg: CollectionConfig | None = None) -> Collection:
     """Parse the manifest into items; bad rows become items with `error` set, never exceptions
     (unless cfg.malformed_rows == "error")."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pipeline.collection import require_manifest
 from pipeline.settings import load_settings
 
 
@@ -32,6 +33,7 @@ def train_classifier(args: argparse.Namespace) -> dict:
             "classifier.tracking_uri": args.tracking_uri,
         },
     )
+    require_manifest(args.collection)
     init_ray(args.ray_address)
     return train(args.collection, args.out, cfg.classifier)
 
@@ -47,6 +49,7 @@ def pseudo_label(args: argparse.Namespace) -> dict:
     from pipeline.runtime import init_ray
 
     cfg = _settings(args)
+    require_manifest(args.collection)
     init_ray(args.ray_address)
     model = None if args.model.lower() == "none" else args.model
     info = run_pseudo_label(args.collection, model, args.out, cfg.pseudo_label)

@@ -72,6 +72,10 @@ def get_or_create_run(tracking_uri: str, experiment: str, record_uri: str, run_n
 class SegmenterPyfunc(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper: predict(list of HxWx3 uint8 RGB) -> list of HxW uint8 class masks."""
 
+    # predict is untyped on purpose (MLflow cannot describe a list of image arrays); without this,
+    # MLflow's PythonModel.__init_subclass__ warns "add type hints" on every import of this module
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         self.model, self.info = load_segmenter_file(context.artifacts["checkpoint"])
 

@@ -136,6 +136,26 @@ def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path, 
     assert (
         scores["images_scored"] == 8 and scores["missing"] == 0 and scores["image_miou"] is not None
     )
+    _assert_pyfunc_matches_predict("models:/seg-test@candidate", server.uri)
+
+
+def _assert_pyfunc_matches_predict(model_uri: str, tracking_uri: str) -> None:
+    """The registered model also serves through plain MLflow (mlflow.pyfunc), with our masks."""
+    import mlflow
+    import numpy as np
+
+    from pipeline.predict import segment
+    from pipeline.registry import _global_mlflow_uris, load_segmenter
+
+    with _global_mlflow_uris(tracking_uri):
+        served = mlflow.pyfunc.load_model(model_uri)
+    model, info = load_segmenter(model_uri, tracking_uri=tracking_uri)
+    images = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), np.uint8) for i in range(2)]
+    masks = served.predict(images)
+    side = int(info.get("eval_long_side") or 512)
+    assert len(masks) == 2 and masks[0].shape == (48, 64) and masks[0].dtype == np.uint8
+    for image, mask in zip(images, masks, strict=True):
+        np.testing.assert_array_equal(mask, segment(model, image, side))
 
 
 def _train_command(labels: str, out: Path, config: Path, server: MlflowServer) -> list[str]:

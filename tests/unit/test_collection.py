@@ -91,3 +91,26 @@ def test_parse_tags_forms():
     assert parse_tags(None) == [] and parse_tags("") == []
     with pytest.raises(ValueError):
         parse_tags(5)
+
+
+def test_require_manifest_names_the_missing_manifest(tmp_path):
+    from pipeline.collection import require_manifest
+
+    write_jsonl(tmp_path, [{"uri": "media/a.jpg", "tags": []}])
+    assert require_manifest(str(tmp_path)) == str(tmp_path / "manifest.jsonl")
+    with pytest.raises(ManifestError, match="no manifest"):
+        require_manifest(str(tmp_path / "elsewhere"))
+    with pytest.raises(ManifestError, match="does not exist"):
+        require_manifest(str(tmp_path / "other.parquet"))
+
+
+def test_cli_fails_on_a_missing_collection_before_starting_ray(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pipeline.cli", "pseudo-label", "--collection", str(tmp_path)]
+    done = subprocess.run(
+        [*cmd, "--model", "none", "--out", str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "no manifest" in done.stderr
+    assert "Ray" not in done.stderr and not (tmp_path / "out").exists()
