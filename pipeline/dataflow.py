@@ -20,7 +20,13 @@ from ray.data import ActorPoolStrategy
 from pipeline import schema, storage
 from pipeline.collection import Collection, read_collection
 from pipeline.config import flatten
-from pipeline.label_config import AUTO, PseudoLabelConfig, ResourcesConfig, StageResources
+from pipeline.label_config import (
+    AUTO,
+    PseudoLabelConfig,
+    ResourcesConfig,
+    StageResources,
+    resolve_accelerated,
+)
 from pipeline.output import (
     completed_groups,
     merge_rows,
@@ -36,19 +42,15 @@ log = logging.getLogger(__name__)
 
 def resolve_resources(res: ResourcesConfig, cluster: dict[str, float]) -> ResourcesConfig:
     """Replace 'auto' with numbers from the cluster's resources (never the driver's hardware)."""
-    gpus, cpus = float(cluster.get("GPU", 0)), float(cluster.get("CPU", 1))
-    cam_gpus = (1.0 if gpus > 0 else 0.0) if res.cam.num_gpus == AUTO else float(res.cam.num_gpus)
-    cam_actors = res.cam.actors
-    if cam_actors == AUTO:
-        cam_actors = max(1, int(gpus // cam_gpus)) if cam_gpus > 0 else max(1, int(cpus // 8))
-    cam_cpus = res.cam.num_cpus * int(cam_actors)
-    spare = cpus - cam_cpus - res.decode.num_cpus - res.write.num_cpus
+    cam = resolve_accelerated(res.cam, cluster, cpus_per_cpu_actor=8)
+    cpus = float(cluster.get("CPU", 1))
+    spare = cpus - cam.num_cpus * int(cam.actors) - res.decode.num_cpus - res.write.num_cpus
     refine_actors = res.refine.actors
     if refine_actors == AUTO:
         refine_actors = max(1, int(spare // res.refine.num_cpus))
     return dataclasses.replace(
         res,
-        cam=dataclasses.replace(res.cam, actors=int(cam_actors), num_gpus=cam_gpus),
+        cam=cam,
         refine=dataclasses.replace(res.refine, actors=int(refine_actors), num_gpus=0.0),
     )
 

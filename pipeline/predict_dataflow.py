@@ -7,7 +7,6 @@ put in the object store, so models:/ URIs are resolved once and workers need no 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from ray.data import ActorPoolStrategy
 
 from pipeline import schema
 from pipeline.collection import Item
-from pipeline.label_config import AUTO, StageResources
+from pipeline.label_config import StageResources, resolve_accelerated
 from pipeline.output import MANIFEST_SCHEMA
 from pipeline.predict import predict_item
 from pipeline.rows import iter_rows, loads
@@ -27,12 +26,7 @@ from pipeline.stages import item_row
 def resolve_predict_resources(res: StageResources, cluster: dict[str, float]) -> StageResources:
     """'auto' GPUs: 1 per actor when the cluster has GPUs; 'auto' actors: one per GPU, or on a
     CPU-only cluster one per two CPUs (read from the cluster, never the driver's hardware)."""
-    gpus, cpus = float(cluster.get("GPU", 0)), float(cluster.get("CPU", 1))
-    num_gpus = (1.0 if gpus > 0 else 0.0) if res.num_gpus == AUTO else float(res.num_gpus)
-    actors = res.actors
-    if actors == AUTO:
-        actors = max(1, int(gpus // num_gpus)) if num_gpus > 0 else max(1, int(cpus // 2))
-    return dataclasses.replace(res, actors=int(actors), num_gpus=num_gpus)
+    return resolve_accelerated(res, cluster, cpus_per_cpu_actor=2)
 
 
 def item_from_row(row: dict[str, Any]) -> Item:
