@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema, storage
+from pipeline.output import require_label_set
 from pipeline.schema import BACKGROUND
 
 _STATUS_PRIORITY = {schema.LABELLED: 3, schema.FILTERED: 2, schema.FAILED: 1}
@@ -22,7 +23,7 @@ _STATUS_PRIORITY = {schema.LABELLED: 3, schema.FILTERED: 2, schema.FAILED: 1}
 
 def read_manifest(labels_uri: str) -> list[dict]:
     """Rows of LABELS/manifest.parquet as dicts (data contract columns)."""
-    data = storage.read_bytes(storage.join(labels_uri, schema.MANIFEST_NAME))
+    data = storage.read_bytes(require_label_set(labels_uri))
     return pq.read_table(pa.BufferReader(data)).to_pylist()
 
 
@@ -47,7 +48,9 @@ def list_gt(collection_uri: str) -> list[tuple[str, int | None, str]]:
     try:
         names = storage.with_retries(lambda: fs.find(root), f"list {gt_uri}")
     except FileNotFoundError:
-        return []
+        names = []
+    if not names:
+        raise ValueError(f"no ground truth under {gt_uri} (gt/<id>.png, gt/<id>/<frame>.png)")
     out = []
     for name in sorted(names):
         rel = posixpath.relpath(name.replace("\\", "/"), root.replace("\\", "/"))

@@ -37,6 +37,22 @@ MANIFEST_SCHEMA = pa.schema(
 TIMINGS = ("decode", "cam", "refine", "write")
 
 
+class LabelSetError(ValueError):
+    """A URI that should hold a label set (pseudo-label or predict output) does not."""
+
+
+def require_label_set(labels_uri: str) -> str:
+    """LABELS/manifest.parquet's URI, or LabelSetError: a cheap check commands run before they
+    start Ray or read anything else, so a mistyped path fails at once with a clear message."""
+    uri = storage.join(labels_uri, schema.MANIFEST_NAME)
+    if not storage.exists(uri):
+        raise LabelSetError(
+            f"no label set at {labels_uri}: {schema.MANIFEST_NAME} not found "
+            "(write one with `webseg pseudo-label` or `webseg predict`)"
+        )
+    return uri
+
+
 def encode_png(array: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".png", array)
     if not ok:

@@ -44,6 +44,7 @@ def _args_train_segmenter(p: argparse.ArgumentParser) -> None:
 
 
 def train_segmenter(args: argparse.Namespace) -> dict:
+    from pipeline.output import require_label_set
     from pipeline.runtime import init_ray
     from pipeline.train.segmenter import SegmenterTrainConfig
     from pipeline.train.segmenter import train_segmenter as train
@@ -60,6 +61,7 @@ def train_segmenter(args: argparse.Namespace) -> dict:
             "tracking_uri": args.tracking_uri,
         },
     )
+    require_label_set(args.labels)
     init_ray(args.ray_address)
     return train(args.labels, args.out, cfg, resume=args.resume)
 
@@ -82,6 +84,7 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> dict:
+    from pipeline.collection import require_manifest
     from pipeline.predict import PredictConfig, run_predict
     from pipeline.runtime import init_ray
 
@@ -91,6 +94,7 @@ def predict(args: argparse.Namespace) -> dict:
         PredictConfig,
         {"tracking_uri": args.tracking_uri, "restrict_to_tags": args.restrict_to_tags},
     )
+    require_manifest(args.collection)
     if cfg.resources.actors != 0:
         init_ray(args.ray_address)
     info = run_predict(args.model, args.collection, args.out, cfg)
