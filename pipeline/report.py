@@ -45,7 +45,7 @@ REPORT_NAME = "report.html"
 
 @dataclass(frozen=True)
 class ReportConfig:
-    thumb_px: int = 220  # longest side of a grid thumbnail (5 columns fit a 1400 px window)
+    thumb_px: int = 220  # longest side of a grid thumbnail (shown at most 15 % of the window wide)
     small_px: int = 160  # longest side of a filtered-frame thumbnail
     jpeg_quality: int = 85  # thumbnails' JPEG quality
     alpha: float = 0.55  # weight of the mask or CAM colour over the image

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +20,8 @@ CAMS_DIR = "cams"
 CSS = """body{font:14px sans-serif;margin:20px;color:#222}h2{margin-top:28px}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
 .bar{background:#4a90d9;height:10px}.grid td{vertical-align:top}
-.grid img{display:block}.cap{font-size:12px;width:150px;overflow-wrap:anywhere}
+.grid img{display:block;max-width:15vw;height:auto}.nw{white-space:nowrap}
+.cap{font-size:12px;width:150px;overflow-wrap:anywhere}
 .cards{display:flex;flex-wrap:wrap;gap:8px}
 .card{width:170px;font-size:12px;border:1px solid #ccc;padding:4px}
 .row{display:flex;gap:36px;align-items:flex-start}h3{margin:6px 0}
@@ -56,6 +58,17 @@ def _img(rgb: np.ndarray | None, side: int, cfg: ReportConfig, nearest: bool = F
     return "-" if rgb is None else f"<img src='{data_uri(rgb, side, cfg.jpeg_quality, nearest)}'>"
 
 
+def scores_text(raw: str | None) -> str:
+    """A row's scores JSON ({tag: score}) as 'tag 0.40, other 0.02'; anything else as it is."""
+    try:
+        scores = json.loads(raw) if raw else None
+    except ValueError:
+        return str(raw)
+    if not isinstance(scores, dict):
+        return "-" if scores is None else str(raw)
+    return ", ".join(f"{tag} {float(v):.2f}" for tag, v in scores.items()) or "-"
+
+
 def html_swatch(index: int) -> str:
     return f"<span class='sw' style='background:rgb{tuple(int(v) for v in PALETTE[index])}'></span>"
 
@@ -89,7 +102,7 @@ def _item_score(pred: np.ndarray, gt: np.ndarray, is_frame: bool) -> str:
 
 def _caption(row: dict, mask: np.ndarray, gt: np.ndarray | None) -> str:
     text = f"<b>{escape_html(_row_name(row))}</b><br>tags: {escape_html(', '.join(row[schema.TAGS] or []))}"
-    text += f"<br>scores: {escape_html(row.get(schema.SCORES))}"
+    text += f"<br>scores: {escape_html(scores_text(row.get(schema.SCORES)))}"
     if gt is not None:
         text += f"<br>{_item_score(mask, gt, row.get(schema.FRAME_INDEX) is not None)}"
     return f"<div class='cap'>{text}</div>"
@@ -126,7 +139,8 @@ def scores_html(result: dict, classes: list[str]) -> str:
     ]
     parts = ["<div><h3>Summary (%)</h3>" + html_table(["metric", "value"], metrics) + "</div>"]
     per_class = [
-        [html_swatch(classes.index(name)) + escape_html(name), escape_html(iou),
+        [f"<span class='nw'>{html_swatch(classes.index(name))}{escape_html(name)}</span>",
+         escape_html(iou),
          f"<div class='bar' style='width:{2 * (iou or 0):.0f}px'></div>"]
         for name, iou in result["per_class_iou"].items()
     ]  # fmt: skip
@@ -147,7 +161,7 @@ def status_lists_html(filtered: list[dict], failed: list[dict], sources, cfg: Re
     """Filtered frames as cards (thumbnail, scores, reason); failed items as a table."""
     cards = "".join(
         f"<div class='card'>{_img(sources.get(r), cfg.small_px, cfg)}<b>{escape_html(_row_name(r))}</b>"
-        f"<br>scores: {escape_html(r.get(schema.SCORES))}<br>{escape_html(r.get(schema.REASON))}</div>"
+        f"<br>scores: {escape_html(scores_text(r.get(schema.SCORES)))}<br>{escape_html(r.get(schema.REASON))}</div>"
         for r in filtered[: cfg.max_rows]
     )
     out = f"<h2>Filtered video frames ({len(filtered)})</h2>"

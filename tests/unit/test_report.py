@@ -152,3 +152,11 @@ def test_report_renders_in_headless_chromium(tmp_path):
     image = cv2.imread(str(shot))
     assert image.shape == (800, 1000, 3)
     assert image.std() > 10  # text and thumbnails, not a blank page
+
+
+def test_scores_read_as_tag_and_two_decimals():
+    from pipeline.report_html import scores_text
+
+    assert scores_text(json.dumps({"person": 0.3991, "train": 0.0222})) == "person 0.40, train 0.02"
+    assert scores_text(None) == "-" and scores_text("{}") == "-"
+    assert scores_text("not json") == "not json"
