@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from pipeline.refine.shape import ShapeConfig, clean_foreground
+from pipeline.refine.tag_regions import contrast_maps
 from pipeline.schema import BACKGROUND, IGNORE
 from pipeline.video.colour import ColourConfig, apply_lut, colour_lut
 from pipeline.video.graph_cut import CutConfig, cut_volume, uncertain_band
@@ -42,6 +43,8 @@ class VideoSegConfig:
     refit_bg_max: float = 0.7  # a cut-background pixel seeds the background model below this
     carry_weight: float = 1.0  # log-odds nudge from the previous window's last cut (continuity)
     tag_margin: float = 0.05  # CAM gap between the two best tags below which a pixel is ignore
+    tag_contrast: bool = True  # compare tags by contrast CAMs (each over its frame-wide mean), as
+    # the image regions do: a map glowing over its class's context must not take the object
     max_fg_fraction: float = 0.8  # a frame cut above this foreground share is unusable -> ignore
     motion: MotionConfig = field(default_factory=MotionConfig)  # camera-compensated motion cues
     colour: ColourConfig = field(default_factory=ColourConfig)  # per-shot colour GMMs
@@ -150,6 +153,7 @@ def _cut_shot(small, unary, flows, keep, cfg: VideoSegConfig) -> np.ndarray:
 def _label_frame(fg, unary, cams, tag_ids, cfg: VideoSegConfig) -> np.ndarray:
     """Working-resolution labels for one frame: tag ids, 0, or 255 (ignore)."""
     if cams is not None and len(tag_ids) > 1:
+        cams = contrast_maps(cams) if cfg.tag_contrast else cams
         order = np.sort(cams, axis=0)
         labels = np.asarray(tag_ids, np.uint8)[cams.argmax(axis=0)]
         ambiguous = fg & (order[-1] - order[-2] < cfg.tag_margin)

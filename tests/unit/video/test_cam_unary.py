@@ -55,3 +55,23 @@ def test_grabcut_rounds_refit_colour_and_keep_the_square(clip, monkeypatch):
     out = segment_video(frames, None, [7], np.ones(n, bool), np.zeros(n), cfg)
     assert len(calls) == 3 and calls[1] > calls[0]  # the cut seeds more object pixels than motion
     assert np.mean([_iou(m == 7, g) for m, g in zip(out, masks, strict=True)]) > 0.8
+
+
+def _two_tag_frame():
+    """A foreground square; tag 7's CAM glows over the whole frame (context) and a little more on
+    the square, tag 3's fires only on the square, and less."""
+    fg = np.zeros((40, 40), bool)
+    fg[10:20, 10:20] = True
+    context = np.full((40, 40), 0.5, np.float32)
+    context[fg] = 0.55
+    object_only = np.where(fg, 0.5, 0.0).astype(np.float32)
+    return fg, np.stack([object_only, context]), [3, 7]
+
+
+def test_a_tag_glowing_over_context_does_not_take_the_object():
+    fg, cams, tags = _two_tag_frame()
+    unary = np.where(fg, 5.0, -5.0).astype(np.float32)  # confident cut: no uncertain band
+    labels = segment._label_frame(fg, unary, cams, tags, VideoSegConfig())
+    assert (labels[fg] == 3).all() and (labels[~fg] == 0).all()
+    plain = segment._label_frame(fg, unary, cams, tags, VideoSegConfig(tag_contrast=False))
+    assert (plain[fg] == 7).all()  # raw argmax: the context map wins
