@@ -66,7 +66,11 @@ def scores_text(raw: str | None) -> str:
         return str(raw)
     if not isinstance(scores, dict):
         return "-" if scores is None else str(raw)
-    return ", ".join(f"{tag} {float(v):.2f}" for tag, v in scores.items()) or "-"
+    return ", ".join(f"{tag} {_number(v)}" for tag, v in scores.items()) or "-"
+
+
+def _number(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
 
 
 def html_swatch(index: int) -> str:

@@ -160,3 +160,4 @@ def test_scores_read_as_tag_and_two_decimals():
     assert scores_text(json.dumps({"person": 0.3991, "train": 0.0222})) == "person 0.40, train 0.02"
     assert scores_text(None) == "-" and scores_text("{}") == "-"
     assert scores_text("not json") == "not json"
+    assert scores_text('{"car": null}') == "car None"
