@@ -30,13 +30,29 @@ def _run(*args: str) -> subprocess.CompletedProcess:
         ("retrain --collection {missing} --holdout {coll} --work {out}", "no manifest"),
         ("retrain --collection {coll} --holdout {coll} --work {out}", "no ground truth"),
         ("train-segmenter --labels {missing} --out {out}/m.pt", "no label set"),
+        (
+            "train-segmenter --labels {labels} --val-collection {missing} --out {out}/m",
+            "no manifest",
+        ),
+        (
+            "train-segmenter --labels {labels} --val-collection {coll} --out {out}/m",
+            "no ground truth",
+        ),
         ("evaluate --labels {missing} --collection {coll}", "no label set"),
         ("report --labels {missing} --out {out}/r.html", "no label set"),
     ],
 )
 def test_missing_input_fails_before_ray(tmp_path, command, message):
     coll = _collection_without_gt(tmp_path / "coll")
-    paths = {"missing": tmp_path / "nothing", "out": tmp_path / "out", "coll": coll}
+    labels = tmp_path / "labels"  # only its manifest's presence is checked before Ray starts
+    labels.mkdir()
+    (labels / "manifest.parquet").write_bytes(b"")
+    paths = {
+        "missing": tmp_path / "nothing",
+        "out": tmp_path / "out",
+        "coll": coll,
+        "labels": labels,
+    }
     done = _run(*command.format(**paths).split())
     assert done.returncode == 1 and message in done.stderr, done.stderr
     assert str(paths["missing"] if "{missing}" in command else coll) in done.stderr
