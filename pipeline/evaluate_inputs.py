@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema, storage
+from pipeline.collection import require_manifest
 from pipeline.output import require_label_set
 from pipeline.schema import BACKGROUND
 
@@ -25,6 +26,13 @@ def read_manifest(labels_uri: str) -> list[dict]:
     """Rows of LABELS/manifest.parquet as dicts (data contract columns)."""
     data = storage.read_bytes(require_label_set(labels_uri))
     return pq.read_table(pa.BufferReader(data)).to_pylist()
+
+
+def require_ground_truth(collection_uri: str) -> None:
+    """Raise unless the collection has a manifest and gt/ masks: a check commands run before they
+    start Ray, for collections that are only scored (holdout, validation)."""
+    require_manifest(collection_uri)
+    list_gt(collection_uri)
 
 
 def read_classes(collection_uri: str) -> list[str]:

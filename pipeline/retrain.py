@@ -179,7 +179,7 @@ def _args_retrain(p: argparse.ArgumentParser) -> None:
 def retrain(args: argparse.Namespace) -> dict:
     from pipeline.collection import require_manifest
     from pipeline.config import from_dict, load_yaml
-    from pipeline.evaluate_inputs import list_gt
+    from pipeline.evaluate_inputs import require_ground_truth
     from pipeline.runtime import init_ray
 
     sections = dict(load_yaml(args.config))
@@ -191,11 +191,8 @@ def retrain(args: argparse.Namespace) -> dict:
     sections["segmenter"] = {k: v for k, v in segmenter.items() if v is not None}
     cfg = from_dict(RetrainConfig, sections.get("retrain"), "retrain.")
     classifier = None if args.classifier.lower() == "none" else args.classifier
-    for collection in (args.collection, args.holdout):
-        require_manifest(collection)
-    list_gt(
-        args.holdout
-    )  # raises now, not after hours of labelling and training, when gt/ is empty
+    require_manifest(args.collection)
+    require_ground_truth(args.holdout)  # now, not after hours of labelling and training
     init_ray(args.ray_address)
     steps = MlflowSteps(args.holdout, classifier, sections, cfg)
     decision = run_retrain(args.collection, args.holdout, args.work, steps, cfg)

@@ -44,8 +44,7 @@ def _args_train_segmenter(p: argparse.ArgumentParser) -> None:
 
 
 def train_segmenter(args: argparse.Namespace) -> dict:
-    from pipeline.collection import require_manifest
-    from pipeline.evaluate_inputs import list_gt
+    from pipeline.evaluate_inputs import require_ground_truth
     from pipeline.output import require_label_set
     from pipeline.runtime import init_ray
     from pipeline.train.segmenter import SegmenterTrainConfig
@@ -64,9 +63,8 @@ def train_segmenter(args: argparse.Namespace) -> dict:
         },
     )
     require_label_set(args.labels)
-    if cfg.val_collection:  # its gt is read inside the training workers: check it out here
-        require_manifest(cfg.val_collection)
-        list_gt(cfg.val_collection)
+    if cfg.val_collection:  # its gt is read inside the training workers: check it here
+        require_ground_truth(cfg.val_collection)
     init_ray(args.ray_address)
     return train(args.labels, args.out, cfg, resume=args.resume)
 
