@@ -20,6 +20,10 @@ from pipeline import schema, storage
 log = logging.getLogger(__name__)
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.parquet", "manifest.csv")
+COLUMNS = ("id", "uri", "kind", "tags")  # the data contract's manifest columns
+REQUIRED_COLUMNS = ("uri",)
+MALFORMED_ROWS = ("fail", "error")
+EXTRA_COLUMNS = ("error", "ignore")
 
 
 class ManifestError(ValueError):
@@ -33,6 +37,13 @@ class CollectionConfig:
     malformed_rows: str = (
         "fail"  # "fail": a failed row per malformed line; "error": stop with the line number
     )
+    extra_columns: str = "error"  # columns beyond id/uri/kind/tags: "error" stops, "ignore" drops
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("malformed_rows", MALFORMED_ROWS), ("extra_columns", EXTRA_COLUMNS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"collection.{name} must be {' or '.join(allowed)}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -97,13 +108,15 @@ def read_collection(collection_uri: str, cfg: CollectionConfig | None = None) ->
     classes = load_label_space(root)
     class_index = {name: i for i, name in enumerate(classes)}
     items, seen, unknown = [], {}, Counter()
-    for index, row in enumerate(_rows(manifest_uri, cfg)):
+    for index, row in enumerate(_checked_rows(_rows(manifest_uri, cfg), manifest_uri, cfg)):
         item = _to_item(row, index, root, class_index, cfg)
         if item.error is None and item.id in seen:
             item = _with_error(item, f"duplicate id: first used by row {seen[item.id]}")
         seen.setdefault(item.id, index)
         unknown.update(item.unknown_tags)
         items.append(item)
+    if not items:
+        raise ManifestError(f"{manifest_uri} lists no items")
     if unknown:
         log.warning("unknown tags dropped: %s", dict(unknown.most_common(20)))
     return Collection(root=root, classes=classes, items=tuple(items), unknown_tags=dict(unknown))
@@ -111,6 +124,36 @@ def read_collection(collection_uri: str, cfg: CollectionConfig | None = None) ->
 
 def _with_error(item: Item, error: str) -> Item:
     return Item(**{**item.__dict__, "error": error})
+
+
+def column_problem(columns: set, where: str, cfg: CollectionConfig) -> str | None:
+    """Why a row's (or a header's) column names break the contract, or None."""
+    extra = sorted(str(c) for c in columns - set(COLUMNS) - {"_error"})  # csv: None = extra cells
+    if extra and cfg.extra_columns == "error":
+        return (
+            f"{where}: unknown column {', '.join(map(repr, extra))}; allowed: {', '.join(COLUMNS)} "
+            "(collection.extra_columns: ignore drops extra columns)"
+        )
+    return None
+
+
+def _checked_rows(rows: Iterator[dict], manifest_uri: str, cfg: CollectionConfig) -> Iterator[dict]:
+    """Rows with only the contract's columns; ManifestError on unknown columns (unless ignored)
+    and when no row has the required `uri` column (a misspelt header fails every row)."""
+    required_seen, count = set(), 0
+    for number, row in enumerate(rows, start=1):
+        count += 1
+        problem = column_problem(set(row), f"{manifest_uri} row {number}", cfg)
+        if problem:
+            raise ManifestError(problem)
+        required_seen.update(c for c in REQUIRED_COLUMNS if c in row)
+        yield {k: v for k, v in row.items() if k in COLUMNS or k == "_error"}
+    missing = [c for c in REQUIRED_COLUMNS if c not in required_seen]
+    if count and missing:
+        raise ManifestError(
+            f"{manifest_uri}: required column {', '.join(map(repr, missing))} missing "
+            f"(columns: {', '.join(COLUMNS)})"
+        )
 
 
 def _rows(manifest_uri: str, cfg: CollectionConfig) -> Iterator[dict]:
