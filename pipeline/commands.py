@@ -42,16 +42,19 @@ def _args_pseudo_label(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collection", required=True, help="collection folder or manifest URI")
     p.add_argument("--model", required=True, help="classifier URI, or 'none' for objectness only")
     p.add_argument("--out", required=True, help="label set URI (rerun with the same URI to resume)")
+    p.add_argument("--overwrite", action="store_true", help="remove the label set at --out first")
 
 
 def pseudo_label(args: argparse.Namespace) -> dict:
     from pipeline.dataflow import run_pseudo_label
+    from pipeline.preflight import pseudo_label as preflight
     from pipeline.runtime import init_ray
 
     cfg = _settings(args)
     require_manifest(args.collection)
-    init_ray(args.ray_address)
     model = None if args.model.lower() == "none" else args.model
+    preflight(args.collection, model, args.out, cfg.pseudo_label, overwrite=args.overwrite)
+    init_ray(args.ray_address)
     info = run_pseudo_label(args.collection, model, args.out, cfg.pseudo_label)
     return {"out": args.out, "counts": info["counts"], "wall_seconds": info["wall_seconds"]}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -17,8 +16,8 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy
 
-from pipeline import schema, storage
-from pipeline.collection import Collection, read_collection
+from pipeline import schema
+from pipeline.collection import Collection
 from pipeline.config import flatten
 from pipeline.label_config import (
     AUTO,
@@ -27,6 +26,7 @@ from pipeline.label_config import (
     StageResources,
     resolve_accelerated,
 )
+from pipeline.labelset_guard import claim, code_version
 from pipeline.output import (
     completed_groups,
     merge_rows,
@@ -35,6 +35,7 @@ from pipeline.output import (
     write_manifest,
     write_run_json,
 )
+from pipeline.preflight import check_outcome, check_pseudo_label
 from pipeline.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
 
 log = logging.getLogger(__name__)
@@ -104,11 +105,25 @@ def _pool(stage: StageResources) -> ActorPoolStrategy:
 
 
 def run_pseudo_label(
-    collection_uri: str, model_uri: str | None, out_uri: str, cfg: PseudoLabelConfig
+    collection_uri: str,
+    model_uri: str | None,
+    out_uri: str,
+    cfg: PseudoLabelConfig,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Label a collection into out_uri (resuming what an earlier run left); returns run.json."""
+    """Label a collection into out_uri (resuming what an earlier run made the same way, see
+    labelset_guard; overwrite starts over); returns run.json. LabelSetError when every row failed."""
     started = time.time()
-    collection = read_collection(collection_uri, cfg.collection)
+    collection, record = check_pseudo_label(collection_uri, model_uri, out_uri, cfg)
+    with claim(out_uri, record, overwrite):
+        info = _label(collection, model_uri, out_uri, cfg, started)
+        info["fingerprint"] = record
+        write_run_json(out_uri, info)
+    check_outcome(out_uri, info["counts"])
+    return info
+
+
+def _label(collection, model_uri, out_uri, cfg: PseudoLabelConfig, started: float) -> dict:
     previous = read_previous_rows(out_uri)
     skip = completed_groups(previous, cfg.output.retry_failed)
     todo = [item for item in collection.items if not _all_done(item, skip)]
@@ -131,9 +146,7 @@ def run_pseudo_label(
     rows = merge_rows(read_previous_rows(out_uri))
     rows = rows + _lost_rows(collection, rows)
     write_manifest(out_uri, rows)
-    info = _run_info(collection, model_uri, cfg, res, rows, seconds, started, new_rows)
-    write_run_json(out_uri, info)
-    return info
+    return _run_info(collection, model_uri, cfg, res, rows, seconds, started, new_rows)
 
 
 def _all_done(item, skip: frozenset[str]) -> bool:
@@ -161,20 +174,6 @@ def _lost_rows(collection: Collection, rows: list[dict]) -> list[dict]:
         for it in collection.items
         if (it.source_index, it.id) not in seen
     ]
-
-
-def code_version() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=storage.dirname(__file__),
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _run_info(collection, model_uri, cfg, res, rows, seconds, started, new_rows) -> dict[str, Any]:

@@ -38,7 +38,10 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
     trained = train_classifier(paths["collection"], paths["model"], cfg.classifier)
     timings["train-classifier"] = time.time() - started
     started = time.time()
-    run_pseudo_label(paths["collection"], paths["model"], paths["labels"], cfg.pseudo_label)
+    # the classifier was just retrained: labels of an earlier demo are not resumable
+    run_pseudo_label(
+        paths["collection"], paths["model"], paths["labels"], cfg.pseudo_label, overwrite=True
+    )
     timings["pseudo-label"] = time.time() - started
     result = evaluate_labels(paths["labels"], paths["collection"])
     storage.write_text(os.path.join(out, "evaluation.json"), json.dumps(result, indent=2))

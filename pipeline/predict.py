@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import schema, storage
-from pipeline.collection import Item, read_collection
+from pipeline.collection import Item
 from pipeline.config import flatten
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
 from pipeline.label_config import AUTO, StageResources
@@ -151,33 +151,40 @@ def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig
 
 
 def run_predict(
-    model_uri: str, collection_uri: str, out_uri: str, cfg: PredictConfig | None = None
+    model_uri: str,
+    collection_uri: str,
+    out_uri: str,
+    cfg: PredictConfig | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Segment every item of a collection into out_uri; returns the run.json content."""
-    from pipeline.registry import load_segmenter  # MLflow is imported only when predicting
+    """Segment every item of a collection into out_uri; returns the run.json content.
+
+    out_uri may hold only a label set this model and config made (it is rewritten); overwrite
+    removes any other first. LabelSetError when every row failed."""
+    from pipeline.labelset_guard import claim, code_version
+    from pipeline.preflight import check_outcome, check_predict
 
     cfg = cfg or PredictConfig()
     started = time.time()
-    model, info = load_segmenter(model_uri, cfg.tracking_uri)
+    collection, model, info, record = check_predict(collection_uri, model_uri, out_uri, cfg)
     long_side = cfg.long_side or int(info.get("eval_long_side") or 512)
-    collection = read_collection(collection_uri)
-    if tuple(info["classes"]) != collection.classes:
-        log.warning(
-            "model classes %s differ from the collection's %s", info["classes"], collection.classes
-        )
-    rows = _predict_rows(model, collection.items, out_uri, long_side, cfg)
-    write_manifest(out_uri, rows)
-    run = {
-        "collection": collection.root,
-        "model_uri": model_uri,
-        "kind": "prediction",
-        "config": flatten(cfg),
-        "long_side": long_side,
-        "classes": list(info["classes"]),
-        "items": len(collection.items),
-        "counts": status_counts(rows),
-        "wall_seconds": round(time.time() - started, 2),
-    }
-    write_run_json(out_uri, run)
+    with claim(out_uri, record, overwrite):
+        rows = _predict_rows(model, collection.items, out_uri, long_side, cfg)
+        write_manifest(out_uri, rows)
+        run = {
+            "collection": collection.root,
+            "model_uri": model_uri,
+            "kind": "prediction",
+            "code_version": code_version(),
+            "config": flatten(cfg),
+            "long_side": long_side,
+            "classes": list(info["classes"]),
+            "items": len(collection.items),
+            "counts": status_counts(rows),
+            "wall_seconds": round(time.time() - started, 2),
+            "fingerprint": record,
+        }
+        write_run_json(out_uri, run)
     log.info("predicted %s", json.dumps(run["counts"]))
+    check_outcome(out_uri, run["counts"])
     return run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -126,6 +127,9 @@ def load_segmenter_file(uri: str, device: str = "cpu") -> tuple[DeepLabV3, dict[
     model.load_state_dict(payload["state_dict"])
     info = {k: v for k, v in payload.items() if k not in ("state_dict", "optimizer", "scaler")}
     info["classes"] = tuple(payload.get("classes") or ())
+    info["file_sha256"] = hashlib.sha256(
+        storage.read_bytes(checkpoint.model_file_uri(uri))
+    ).hexdigest()
     return model.to(device).eval(), info
 
 

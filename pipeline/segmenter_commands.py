@@ -84,11 +84,13 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
         default=None,
         help="predict only background and each item's tags",
     )
+    p.add_argument("--overwrite", action="store_true", help="remove the label set at --out first")
 
 
 def predict(args: argparse.Namespace) -> dict:
     from pipeline.collection import require_manifest
     from pipeline.predict import PredictConfig, run_predict
+    from pipeline.preflight import predict as preflight
     from pipeline.runtime import init_ray
 
     cfg = _section(
@@ -98,6 +100,7 @@ def predict(args: argparse.Namespace) -> dict:
         {"tracking_uri": args.tracking_uri, "restrict_to_tags": args.restrict_to_tags},
     )
     require_manifest(args.collection)
+    preflight(args.collection, args.model, args.out, cfg, overwrite=args.overwrite)
     if cfg.resources.actors != 0:
         init_ray(args.ray_address)
     info = run_predict(args.model, args.collection, args.out, cfg)
