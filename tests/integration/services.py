@@ -65,7 +65,7 @@ def _wait(check, what: str, timeout: float, process: subprocess.Popen | None = N
 
 def _http_status(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=10) as response:  # slow under load, not down
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -108,7 +108,7 @@ class S3Server:
         stop_group(self.process)
 
 
-def start_seaweedfs(folder: str, bucket: str = "webseg", timeout: float = 40) -> S3Server:
+def start_seaweedfs(folder: str, bucket: str = "webseg", timeout: float = 180) -> S3Server:
     """`weed mini` bound to 127.0.0.1 on free ports, keys enforced, data under folder."""
     weed = find_binary("weed")
     names = [
@@ -196,7 +196,7 @@ class RayHead:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start_ray_head(num_cpus: int = 4, timeout: float = 90) -> RayHead:
+def start_ray_head(num_cpus: int = 4, timeout: float = 300) -> RayHead:
     """`ray start --head --block` on 127.0.0.1 with free ports and its own --temp-dir.
 
     --block keeps the starting process alive as the parent of the head's processes, so stopping

@@ -23,7 +23,7 @@ SLOW_RUN = textwrap.dedent("""
     import json, os, sys, time
     from pipeline import retrain
     collection, work = sys.argv[1], sys.argv[2]
-    start_at, delay = float(sys.argv[3]), float(sys.argv[4])
+    barrier, delay = sys.argv[3], float(sys.argv[4])
 
     class Slow:
         def label(self, c, l): return {"counts": {}}
@@ -35,7 +35,10 @@ SLOW_RUN = textwrap.dedent("""
         def promote(self, v): open(os.path.join(work, "promoted-" + v), "w").close()
         def record(self, d): pass
 
-    time.sleep(max(0.0, start_at - time.time()))
+    # both start together however long each interpreter took to come up (seconds under load)
+    open(os.path.join(barrier, str(os.getpid())), "w").close()
+    while len(os.listdir(barrier)) < 2:
+        time.sleep(0.05)
     print(json.dumps(retrain.run_retrain(collection, "holdout", work, Slow())))
 """)
 
@@ -71,7 +74,7 @@ def _spawn(script: str, *args: str) -> subprocess.Popen:
 def _outputs(processes: list[subprocess.Popen]) -> list[str]:
     outs = []
     for process in processes:
-        out, err = process.communicate(timeout=120)
+        out, err = process.communicate(timeout=600)
         assert process.returncode == 0, err[-2000:]
         outs.append(out.strip().splitlines()[-1])
     return outs
@@ -80,8 +83,9 @@ def _outputs(processes: list[subprocess.Popen]) -> list[str]:
 def test_two_overlapping_runs_do_not_both_promote(tmp_path):
     collection = _collection(tmp_path / "collection", ["a", "b", "c"])
     work = tmp_path / "work"
-    start_at = str(time.time() + 3.0)  # both interpreters are up by then
-    runs = [_spawn(SLOW_RUN, collection, str(work), start_at, "4") for _ in range(2)]
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    runs = [_spawn(SLOW_RUN, collection, str(work), str(barrier), "8") for _ in range(2)]
     decisions = [json.loads(line) for line in _outputs(runs)]
     actions = sorted(d["action"] for d in decisions)
     assert actions == ["locked", "promoted"], decisions

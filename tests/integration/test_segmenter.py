@@ -207,7 +207,7 @@ def test_killed_run_resumes_into_the_same_mlflow_run(server, data, tmp_path):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.time() + 240
+    deadline = time.time() + 600  # Ray start-up and a first epoch: minutes on a loaded box
     while not snapshot.exists() and first.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     tail = (tmp_path / "first.log").read_text(errors="replace")[-3000:]
@@ -222,7 +222,7 @@ def test_killed_run_resumes_into_the_same_mlflow_run(server, data, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert second.returncode == 0, second.stderr[-3000:]
     result = json.loads(second.stdout[second.stdout.index("{") :])

@@ -18,7 +18,7 @@ def _collection_without_gt(root):
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=600
     )
 
 
