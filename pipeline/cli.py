@@ -1,5 +1,8 @@
-"""The `webseg` command.
+"""The `webseg` command: pixel-level segmentation labels from web images and videos tagged only with
+the keywords they were found under, and a segmenter trained on them (locally or on a Ray cluster).
 
+    webseg manifest         DIR --out DIR/manifest.jsonl [--classes classes.json]
+    webseg config           [--config FILE] [--section NAME]
     webseg train-classifier --collection URI --out MODEL_URI [--config FILE] [--epochs N] [--workers N]
     webseg pseudo-label     --collection URI --model MODEL_URI --out LABELS_URI [--config FILE]
     webseg evaluate         --labels LABELS_URI --collection URI [--json]
@@ -18,12 +21,78 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from importlib import metadata
 
-from pipeline import commands
+from pipeline.logs import LEVELS, configure_logging
+from pipeline.progress import stage
 
 log = logging.getLogger("webseg")
+
+DESCRIPTION = """\
+WebSeg turns web-crawled images and videos, tagged only with the search keywords they were found
+under, into pixel-level segmentation labels (class activation maps for *which* tag, objectness,
+motion and a spatio-temporal min-cut for *where*), and trains a segmenter on them: on a laptop
+with a local Ray, or on a Ray cluster over S3."""
+# The order of a first day's work; commands not named here follow in registration order.
+WORKFLOW = (
+    "manifest",
+    "config",
+    "train-classifier",
+    "pseudo-label",
+    "evaluate",
+    "report",
+    "train-segmenter",
+    "predict",
+    "retrain",
+    "demo",
+)
+WORKFLOW_EPILOG = """workflow:
+  1. webseg manifest DIR --out DIR/manifest.jsonl     a folder per search keyword -> a collection
+  2. webseg train-classifier --collection DIR --out model/classifier.pt
+  3. webseg pseudo-label --collection DIR --model model/classifier.pt --out labels
+  4. webseg evaluate / report --labels labels          how good are the labels (gt/ if you have it)
+  5. webseg train-segmenter --labels labels --out model/segmenter
+  6. webseg predict --model model/segmenter --collection NEW --out predicted
+  webseg retrain runs 3-6 on a schedule; webseg demo runs 2-4 on a generated collection;
+  webseg config prints the effective configuration of every step.
+"""
+
+
+def version() -> str:
+    try:
+        return metadata.version("webseg")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _global_flags(parser: argparse.ArgumentParser, in_subcommand: bool) -> None:
+    """Flags accepted before and after the command name (a subcommand's default never overrides)."""
+    default = argparse.SUPPRESS if in_subcommand else None
+    flag_default = argparse.SUPPRESS if in_subcommand else False
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=flag_default,
+        help="debug logging, Ray's own logs and progress bars, tracebacks on error",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        type=str.lower,
+        default=default,
+        help="level of WebSeg's own log lines (default: info)",
+    )
+    parser.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        default=flag_default,
+        help="warnings and errors only, no progress bars",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -33,19 +102,31 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)"
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    _global_flags(parser, in_subcommand=True)
 
 
 def all_commands() -> dict:
+    """Every subcommand, in workflow order: name -> (handler, add_arguments, help)."""
+    from pipeline import commands
     from pipeline.retrain import RETRAIN_COMMANDS
     from pipeline.segmenter_commands import SEGMENTER_COMMANDS
+    from pipeline.tool_commands import TOOL_COMMANDS
 
-    return {**commands.COMMANDS, **SEGMENTER_COMMANDS, **RETRAIN_COMMANDS}
+    found = {**TOOL_COMMANDS, **commands.COMMANDS, **SEGMENTER_COMMANDS, **RETRAIN_COMMANDS}
+    ordered = {name: found[name] for name in WORKFLOW if name in found}
+    return {**ordered, **{n: c for n, c in found.items() if n not in ordered}}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="webseg", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="webseg",
+        description=DESCRIPTION,
+        epilog=WORKFLOW_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"webseg {version()}")
+    _global_flags(parser, in_subcommand=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (handler, add_arguments, help_text) in all_commands().items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(command)
@@ -54,16 +135,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure(args: argparse.Namespace) -> None:
+    level = args.log_level or ("debug" if args.verbose else "info")
+    configure_logging(level, quiet=args.quiet, ray_logs=args.verbose)
+
+
+def _print_result(result: object) -> None:
+    try:
+        if isinstance(result, dict):
+            print(json.dumps(result, indent=2, default=str))
+        elif isinstance(result, str):
+            print(result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `webseg config | head`: the reader has gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _answer_version_early(argv: list[str] | None) -> None:
+    """`webseg --version` without importing the commands (their configs pull in torch)."""
+    early = argparse.ArgumentParser(prog="webseg", add_help=False)
+    early.add_argument("--version", action="version", version=f"webseg {version()}")
+    early.parse_known_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _answer_version_early(argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure(args)
     handler: Callable[[argparse.Namespace], object] = args.handler
     try:
-        result = handler(args)
+        with stage(args.command, unit=""):
+            result = handler(args)
     except KeyboardInterrupt:
         print("webseg: interrupted", file=sys.stderr)
         return 130
@@ -72,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("failed")
         print(f"webseg {args.command}: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    if isinstance(result, dict):
-        print(json.dumps(result, indent=2, default=str))
-    elif isinstance(result, str):
-        print(result)
+    _print_result(result)
     return 0
 
 

@@ -8,6 +8,8 @@ import os
 
 import ray
 
+from pipeline.logs import quiet_ray_before_init, quiet_ray_data, ray_log_level
+
 log = logging.getLogger(__name__)
 
 LOCAL_MIN_CPUS = 3
@@ -37,8 +39,15 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     job_env = _job_env_vars()
     # inside a submitted job, Ray refuses a ray.init env var that the job's runtime env also sets
     env = {n: os.environ[n] for n in FORWARDED_ENV if n in os.environ and n not in job_env}
+    quiet_ray_before_init()
     if address:
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+        ray.init(
+            address=address,
+            runtime_env={"env_vars": env},
+            log_to_driver=True,
+            logging_level=ray_log_level(),
+        )
+        quiet_ray_data()
         log.info("connected to Ray at %s", address)
         return
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -50,8 +59,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         include_dashboard=False,
         runtime_env={"env_vars": env},
         configure_logging=True,
-        logging_level=logging.WARNING,
+        logging_level=ray_log_level(),
     )
+    quiet_ray_data()
     log.info("started a local Ray with %s CPUs", ray.cluster_resources().get("CPU"))
 
 

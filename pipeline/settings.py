@@ -15,11 +15,17 @@ from pipeline.train.segmenter import SegmenterTrainConfig
 
 @dataclass(frozen=True)
 class WebSegConfig:
-    pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
-    classifier: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
-    segmenter: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
-    predict: PredictConfig = field(default_factory=PredictConfig)
-    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    pseudo_label: PseudoLabelConfig = field(
+        default_factory=PseudoLabelConfig
+    )  # webseg pseudo-label
+    classifier: ClassifierTrainConfig = field(
+        default_factory=ClassifierTrainConfig
+    )  # webseg train-classifier
+    segmenter: SegmenterTrainConfig = field(
+        default_factory=SegmenterTrainConfig
+    )  # webseg train-segmenter (and retrain's training step)
+    predict: PredictConfig = field(default_factory=PredictConfig)  # webseg predict
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)  # webseg retrain
 
 
 def load_settings(uri: str | None, overrides: dict[str, Any] | None = None) -> WebSegConfig:
@@ -27,21 +33,48 @@ def load_settings(uri: str | None, overrides: dict[str, Any] | None = None) -> W
     return load_config(WebSegConfig, uri, overrides)
 
 
+HEADER = (
+    "# WebSeg defaults: `python -m pipeline.settings > configs/default.yaml` regenerates this.\n"
+)
+
+# `webseg config --section` takes a section name or the command that reads it.
+COMMAND_SECTIONS = {
+    "pseudo-label": "pseudo_label",
+    "train-classifier": "classifier",
+    "train-segmenter": "segmenter",
+    "predict": "predict",
+    "retrain": "retrain",
+}
+
+
 def default_yaml() -> str:
-    """Every config key with its default, as YAML (configs/default.yaml is this output)."""
+    """Every config key with its default and its source comment, as YAML (configs/default.yaml)."""
+    from pipeline.config_docs import commented_yaml
+
+    return HEADER + commented_yaml(WebSegConfig())
+
+
+def section_names() -> tuple[str, ...]:
     import dataclasses
 
-    import yaml
+    return tuple(f.name for f in dataclasses.fields(WebSegConfig))
 
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [plain(v) for v in value]
-        return value
 
-    header = "# WebSeg defaults: `python -m pipeline.settings > configs/default.yaml` regenerates this.\n"
-    return header + yaml.safe_dump(plain(dataclasses.asdict(WebSegConfig())), sort_keys=False)
+def effective_yaml(uri: str | None, section: str | None = None) -> str:
+    """The config a command runs with (defaults, then the file `uri`), as commented YAML;
+    `section` (a section name such as pseudo_label, or a command such as pseudo-label) keeps one."""
+    from pipeline.config import ConfigError
+    from pipeline.config_docs import commented_yaml_lines
+
+    settings = load_settings(uri)
+    names = section_names()
+    if section is None:
+        return "\n".join(commented_yaml_lines(settings)) + "\n"
+    name = COMMAND_SECTIONS.get(section, section.replace("-", "_"))
+    if name not in names:
+        raise ConfigError(f"unknown config section {section!r}; sections: {', '.join(names)}")
+    body = commented_yaml_lines(getattr(settings, name), "  ")
+    return "\n".join([f"{name}:", *body]) + "\n"
 
 
 if __name__ == "__main__":

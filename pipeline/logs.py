@@ -1,0 +1,94 @@
+"""Who speaks on the terminal: WebSeg's own log lines at the chosen level, Ray quiet unless asked.
+
+    configure_logging("info")                 # webseg's default: WebSeg INFO, Ray WARNING, no Ray bars
+    configure_logging("info", ray_logs=True)  # `-v`: Ray's INFO logs and Ray Data's progress bars back
+
+`init_ray` (runtime.py) reads `ray_logs_wanted()` so that jobs and notebooks get the same quiet
+default; WEBSEG_RAY_LOGS=1 brings Ray's output back without the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+WEBSEG_LOGGERS = ("pipeline", "webseg", "jobs")
+LEVELS = ("debug", "info", "warning", "error")
+RAY_LOGS_ENV = "WEBSEG_RAY_LOGS"  # "1": Ray's own INFO logs and progress bars (what -v sets)
+QUIET_ENV = "WEBSEG_QUIET"  # "1": no WebSeg progress bars (what --quiet sets)
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Ray lines that say nothing to a WebSeg user (each is shown again with -v).
+RAY_NOTICES = (
+    "Token authentication is enabled for this Ray cluster",  # a local Ray's default, not a fault
+    "Progress bars disabled",  # WebSeg turned them off on purpose
+)
+RAY_WARNINGS = ("The minimum number of concurrent actors",)  # small inputs for a big actor pool
+
+
+def configure_logging(level: str = "info", quiet: bool = False, ray_logs: bool = False) -> None:
+    """WebSeg loggers at `level` (WARNING with quiet), everything else at WARNING; one stderr handler."""
+    webseg_level = logging.WARNING if quiet else getattr(logging, level.upper())
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if ray_logs else logging.WARNING)
+    for name in WEBSEG_LOGGERS:
+        logging.getLogger(name).setLevel(webseg_level)
+    os.environ[RAY_LOGS_ENV] = "1" if ray_logs else "0"
+    os.environ[QUIET_ENV] = "1" if quiet else "0"
+
+
+def ray_logs_wanted() -> bool:
+    return os.environ.get(RAY_LOGS_ENV, "0") == "1"
+
+
+def progress_wanted() -> bool:
+    return os.environ.get(QUIET_ENV, "0") != "1"
+
+
+def ray_log_level() -> int:
+    """The level of Ray's driver-side `ray` logger (ray.init(logging_level=...))."""
+    return logging.INFO if ray_logs_wanted() else logging.WARNING
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, fragments: tuple[str, ...]):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
+
+
+def quiet_ray_before_init() -> None:
+    """Filters that must be in place before ray.init prints (the token-auth notice)."""
+    if ray_logs_wanted():
+        return
+    logging.getLogger("ray").addFilter(_DropMessages(RAY_NOTICES))
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    logger.addFilter(_DropMessages(RAY_NOTICES))
+    for fragment in RAY_WARNINGS:
+        warnings.filterwarnings("ignore", message=f"{fragment}.*", category=UserWarning)
+
+
+def quiet_ray_data() -> None:
+    """Ray Data: progress bars and periodic progress blocks off, its console at WARNING."""
+    import ray.data
+
+    ray_logs = ray_logs_wanted()
+    ray.data.DataContext.get_current().enable_progress_bars = ray_logs
+    if ray_logs:
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(_DropMessages(RAY_NOTICES))
