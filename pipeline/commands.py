@@ -51,7 +51,6 @@ def pseudo_label(args: argparse.Namespace) -> dict:
     from pipeline.runtime import init_ray
 
     cfg = _settings(args)
-    require_manifest(args.collection)
     model = None if args.model.lower() == "none" else args.model
     preflight(args.collection, model, args.out, cfg.pseudo_label, overwrite=args.overwrite)
     init_ray(args.ray_address)

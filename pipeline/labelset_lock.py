@@ -106,8 +106,8 @@ def busy_message(out_uri: str, lease: dict[str, Any] | None) -> str:
     return (
         f"{out_uri} is being written by another run (pid {lease.get('pid')} on "
         f"{lease.get('host')}, since {lease.get('acquired')}); wait for it to finish or choose "
-        f"another --out (a lock left by a dead run is stale after {LOCK_TTL_S:.0f} s: "
-        f"{storage.join(out_uri, LOCK_NAME)})"
+        f"another --out (the lock {storage.join(out_uri, LOCK_NAME)} of a dead run is taken over at "
+        f"once on its own host, after {LOCK_TTL_S:.0f} s elsewhere)"
     )
 
 

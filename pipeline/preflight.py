@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 from pipeline import labelset_guard, schema, storage
-from pipeline.collection import Collection, ManifestError, read_collection
+from pipeline.collection import Collection, ManifestError, read_collection, require_manifest
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,23 @@ def load_model(uri: str, loader) -> tuple[Any, ...]:
         return loader(uri)
     except FileNotFoundError:
         raise ModelError(f"--model {uri}: {model_file_uri(uri)} not found") from None
-    except Exception as error:  # UnpicklingError, KeyError, RuntimeError (shapes), ...
+    except Exception as error:  # UnpicklingError, KeyError (not our layout), RuntimeError (shapes)
+        if not _is_torch_file(uri):  # junk bytes raise anything from UnpicklingError to IndexError
+            raise ModelError(f"--model {uri} is not a torch checkpoint file") from error
         raise ModelError(
             f"--model {uri} does not load as a WebSeg checkpoint ({_one_line(error)})"
         ) from error
+
+
+def _is_torch_file(uri: str) -> bool:
+    """A zip archive (torch.save's format) or a legacy pickle (protocol 2+ opcode)."""
+    from pipeline.checkpoint import model_file_uri
+    from pipeline.registry import MLFLOW_SCHEMES
+
+    if uri.startswith(MLFLOW_SCHEMES):
+        return True
+    head = storage.read_bytes(model_file_uri(uri))[:4]
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def classifier_record(model_uri: str | None, collection: Collection, cfg) -> dict[str, Any]:
@@ -117,6 +130,7 @@ def classifier_record(model_uri: str | None, collection: Collection, cfg) -> dic
 
 def usable_collection(collection_uri: str, cfg=None) -> Collection:
     """The collection, or ManifestError with the reason counts when no item can be processed."""
+    require_manifest(collection_uri)
     collection = read_collection(collection_uri, cfg)
     if all(item.error for item in collection.items):
         reasons = Counter(str(item.error).split(":")[0][:80] for item in collection.items)

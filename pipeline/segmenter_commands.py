@@ -88,7 +88,6 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> dict:
-    from pipeline.collection import require_manifest
     from pipeline.predict import PredictConfig, run_predict
     from pipeline.preflight import predict as preflight
     from pipeline.runtime import init_ray
@@ -99,7 +98,6 @@ def predict(args: argparse.Namespace) -> dict:
         PredictConfig,
         {"tracking_uri": args.tracking_uri, "restrict_to_tags": args.restrict_to_tags},
     )
-    require_manifest(args.collection)
     preflight(args.collection, args.model, args.out, cfg, overwrite=args.overwrite)
     if cfg.resources.actors != 0:
         init_ray(args.ray_address)

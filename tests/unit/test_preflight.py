@@ -48,8 +48,19 @@ def test_a_junk_model_file_is_one_model_error(collection, tmp_path):
     with pytest.raises(ModelError) as error:
         check_pseudo_label(collection, str(junk), str(tmp_path / "out"), PseudoLabelConfig())
     message = str(error.value)
-    assert message.startswith(f"--model {junk} does not load as a WebSeg checkpoint (")
-    assert "\n" not in message and not (tmp_path / "out").exists()
+    assert message == f"--model {junk} is not a torch checkpoint file"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_torch_file_of_another_layout_is_one_model_error(collection, tmp_path):
+    import torch
+
+    other = tmp_path / "weights.pt"
+    torch.save({"conv.weight": torch.zeros(1)}, other)
+    with pytest.raises(ModelError) as error:
+        check_pseudo_label(collection, str(other), str(tmp_path / "out"), PseudoLabelConfig())
+    assert str(error.value).startswith(f"--model {other} does not load as a WebSeg checkpoint (")
+    assert "\n" not in str(error.value)
 
 
 def test_a_missing_model_file_names_the_file(collection, tmp_path):
