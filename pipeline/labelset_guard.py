@@ -104,8 +104,9 @@ def fingerprint_difference(old: dict[str, Any], new: dict[str, Any]) -> str | No
 
 
 def has_label_set(out_uri: str) -> bool:
-    """Whether out_uri holds anything a run writes (a finished or an interrupted label set)."""
-    names = (schema.RUN_NAME, schema.MANIFEST_NAME, schema.PARTS_DIR, schema.MASKS_DIR)
+    """Whether out_uri holds labels (of a finished or an interrupted run); a run.json alone is
+    what a run that stopped before labelling anything leaves."""
+    names = (schema.MANIFEST_NAME, schema.PARTS_DIR, schema.MASKS_DIR)
     return any(storage.exists(storage.join(out_uri, name)) for name in names)
 
 
@@ -178,6 +179,6 @@ def claim(out_uri: str, record: dict[str, Any], overwrite: bool = False) -> Iter
         if overwrite and has_label_set(out_uri):
             remove_label_set(out_uri)
         check_resumable(out_uri, record)
-        if recorded_fingerprint(out_uri) is None:
+        if not has_label_set(out_uri):
             write_run_json(out_uri, {"fingerprint": record, "complete": False})
         yield

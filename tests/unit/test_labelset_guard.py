@@ -162,3 +162,12 @@ def test_the_heartbeat_renews_the_lease(tmp_path, monkeypatch):
             if now > first:
                 break
         assert now > first
+
+
+def test_a_run_that_stopped_before_labelling_leaves_nothing_to_refuse(tmp_path):
+    with claim(str(tmp_path), _record()):  # e.g. Ray did not start
+        pass
+    with claim(str(tmp_path), _record(image={"method": "dsrg"})):
+        pass
+    run = json.loads((tmp_path / schema.RUN_NAME).read_text())
+    assert run["fingerprint"]["config"]["image.method"] == "dsrg"  # the record follows the run
