@@ -49,6 +49,7 @@ WORKFLOW = (
     "retrain",
     "demo",
 )
+UNTIMED = ("config",)  # commands that only print: no start/end lines around them
 WORKFLOW_EPILOG = """workflow:
   1. webseg manifest DIR --out DIR/manifest.jsonl     a folder per search keyword -> a collection
   2. webseg train-classifier --collection DIR --out model/classifier.pt
@@ -164,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     _configure(args)
     handler: Callable[[argparse.Namespace], object] = args.handler
     try:
-        with stage(args.command, unit=""):
+        if args.command in UNTIMED:
             result = handler(args)
+        else:
+            with stage(args.command, unit=""):
+                result = handler(args)
     except KeyboardInterrupt:
         print("webseg: interrupted", file=sys.stderr)
         return 130

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 INDENT = "  "
+PRAGMAS = ("fmt:", "noqa", "type:", "pragma:", "pylint:")
 
 
 @functools.cache
@@ -49,6 +50,8 @@ def _class_body_lines(source: str, names: set[str]) -> list[_FieldLine]:
         kind, text = token.type, token.string
         if kind in (tokenize.INDENT, tokenize.DEDENT):
             depth += 1 if kind == tokenize.INDENT else -1
+        elif kind == tokenize.COMMENT and _is_pragma(text):
+            continue
         elif kind == tokenize.COMMENT and line is not None:
             line.trailing = line.trailing or _comment_text(text)
         elif kind == tokenize.COMMENT:
@@ -81,6 +84,11 @@ def _comments_by_field(source: str, names: set[str]) -> dict[str, str]:
         if continues and line.above and previous.name in comments:
             comments[previous.name] += " " + " ".join(line.above)
     return comments
+
+
+def _is_pragma(token_text: str) -> bool:
+    """Tool directives (`# fmt: off`, `# noqa: E501`, `# type: ignore`) are not documentation."""
+    return _comment_text(token_text).startswith(PRAGMAS)
 
 
 def _comment_text(token_text: str) -> str:

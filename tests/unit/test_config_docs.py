@@ -19,7 +19,11 @@ class _Sample:
     """A docstring is not a comment."""
 
     plain: float = 0.5  # share of pixels kept
-    wrapped: str = "fail"  # inside the parentheses
+    # fmt: off
+    wrapped: str = (
+        "fail"  # inside the parentheses
+    )
+    # fmt: on
     long: int = 2  # a comment that goes on
     # under the field it explains
     noted: int = 4  # its own comment
