@@ -77,7 +77,7 @@ def _maps_and_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over scales/flips,
     and logits (B, C) averaged over them; h, w = the scale-1 feature size."""
-    x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device))
+    x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device), model.input_stats)
     base = working_size(images.shape[1], images.shape[2], cfg)
     out_size = _feature_size(base, model.backbone.output_stride)
     maps_sum, logits_sum, runs = None, None, 0

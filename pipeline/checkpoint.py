@@ -7,6 +7,7 @@ A uri without a `.pt`/`.pth` suffix names a folder holding `model.pt`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import asdict, fields
 from typing import Any
@@ -15,8 +16,9 @@ import torch
 from torch import nn
 
 from pipeline import storage
-from pipeline.models.backbone import LoadReport, load_backbone_state
+from pipeline.models.backbone import LoadReport, ResNet, load_backbone_state
 from pipeline.models.classifier import CamClassifier, ModelConfig
+from pipeline.models.pretrained import IMAGENET_HEAD_PREFIX, WeightsError, WeightsInfo
 
 MODEL_FILE = "model.pt"
 
@@ -26,7 +28,7 @@ def model_file_uri(uri: str) -> str:
     return uri if uri.rstrip("/").endswith((".pt", ".pth")) else storage.join(uri, MODEL_FILE)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
     """The module inside DistributedDataParallel / DataParallel wrappers."""
     return getattr(model, "module", model)
 
@@ -39,7 +41,7 @@ def save_model(
     extra: dict | None = None,
 ) -> str:
     """Write one checkpoint file (atomic) and return its uri. model_cfg is a dataclass."""
-    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     payload = {
         **(extra or {}),
         "model_config": asdict(model_cfg),
@@ -60,9 +62,11 @@ def load_payload(uri: str, device: str = "cpu") -> dict:
 
 
 def config_from_dict(data: dict) -> ModelConfig:
-    """ModelConfig from a saved dict; keys this version does not know are ignored."""
+    """ModelConfig from a saved dict; keys this version does not know are ignored. Checkpoints
+    from before backbones were a choice hold a ResNet."""
     known = {f.name for f in fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in data.items() if k in known})
+    values = {"backbone": "resnet", **{k: v for k, v in data.items() if k in known}}
+    return ModelConfig(**values)
 
 
 def load_classifier(
@@ -90,6 +94,31 @@ def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
     return payload
 
 
+def load_user_backbone(backbone: nn.Module, uri: str) -> WeightsInfo:
+    """A user's weights file into `backbone` in place: a ResNet by name mapping (at least half
+    of its tensors must fit), any other backbone strictly. Returns the origin and checksum."""
+    data = storage.read_bytes(uri)
+    state = read_state_dict(uri)
+    if isinstance(backbone, ResNet):
+        _check_fraction(load_backbone_state(backbone, state), uri)
+    else:
+        body = {k: v for k, v in state.items() if not k.startswith(IMAGENET_HEAD_PREFIX)}
+        result = backbone.load_state_dict(body, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise WeightsError(
+                f"weights {uri} do not fit the backbone: missing {result.missing_keys[:3]}, "
+                f"unexpected {result.unexpected_keys[:3]}"
+            )
+    return WeightsInfo(origin=uri, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _check_fraction(report: LoadReport, uri: str, min_fraction: float = 0.5) -> LoadReport:
+    total = len(report.loaded) + len(report.missing)
+    if total == 0 or len(report.loaded) / total < min_fraction:
+        raise WeightsError(f"pretrained weights {uri} do not fit the backbone: {report.summary()}")
+    return report
+
+
 def load_pretrained_backbone(
     model: CamClassifier, uri: str, min_fraction: float = 0.5
 ) -> LoadReport:
@@ -99,7 +128,4 @@ def load_pretrained_backbone(
     wrong depth or width is a configuration error, not something to train through silently.
     """
     report = load_backbone_state(model.backbone, read_state_dict(uri))
-    total = len(report.loaded) + len(report.missing)
-    if total == 0 or len(report.loaded) / total < min_fraction:
-        raise ValueError(f"pretrained weights {uri} do not fit the backbone: {report.summary()}")
-    return report
+    return _check_fraction(report, uri, min_fraction)

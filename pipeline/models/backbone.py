@@ -13,15 +13,24 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from pipeline.models.efficientnet import VARIANTS, EfficientNetLite
+
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # Strides and dilations of layer2..layer4 per output stride (the stem and layer1 give stride 4).
 STRIDES = {32: ((2, 1), (2, 1), (2, 1)), 16: ((2, 1), (2, 1), (1, 2)), 8: ((2, 1), (1, 2), (1, 4))}
 STATE_PREFIXES = ("module.", "backbone.", "model.", "encoder.", "features.")
 
 
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnet_lite1", "resnet")
+# ImageNet statistics in 0-255 units: what torchvision-style ResNet weights expect.
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
 class BackboneSpec(Protocol):
     """Anything with these attributes builds a backbone (ModelConfig, a segmenter config, ...)."""
 
+    backbone: str
     depth: int
     width: int
     output_stride: int
@@ -78,8 +87,10 @@ class ResNet(nn.Module):
     """ResNet trunk without the classification head.
 
     forward: (B, 3, H, W) float -> (B, out_channels, ceil(H / stride), ceil(W / stride)),
-    stride = output_stride.
+    stride = output_stride. Inputs are normalised with input_mean / input_std (0-255 units).
     """
+
+    input_mean, input_std = IMAGENET_MEAN, IMAGENET_STD
 
     def __init__(self, depth: int = 18, width: int = 64, output_stride: int = 32) -> None:
         super().__init__()
@@ -118,6 +129,11 @@ class ResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
+    def stages(self) -> list[nn.Module]:
+        """Modules from input to output, coarse enough to freeze the first k of them."""
+        stem = nn.ModuleList([self.conv1, self.bn1])
+        return [stem, self.layer1, self.layer2, self.layer3, self.layer4]
+
 
 def _init_weights(model: nn.Module) -> None:
     for module in model.modules():
@@ -133,9 +149,16 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(last_bn.weight)
 
 
-def build_backbone(cfg: BackboneSpec) -> ResNet:
-    """A ResNet from any config with depth, width and output_stride."""
-    return ResNet(depth=cfg.depth, width=cfg.width, output_stride=cfg.output_stride)
+def build_backbone(cfg: BackboneSpec) -> nn.Module:
+    """The backbone a config names (randomly initialised; weights are loaded by the caller).
+
+    Every backbone has out_channels, output_stride, input_mean and input_std (0-255 units)."""
+    name = getattr(cfg, "backbone", "resnet")
+    if name in VARIANTS:
+        return EfficientNetLite(name, output_stride=cfg.output_stride)
+    if name == "resnet":
+        return ResNet(depth=cfg.depth, width=cfg.width, output_stride=cfg.output_stride)
+    raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Multi-label CAM classifier: ResNet backbone + 1x1 conv class head, pooled to image logits.
+"""Multi-label CAM classifier: a backbone + 1x1 conv class head, pooled to image logits.
 
 The head is a bias-free 1x1 convolution applied to the feature map, so the class activation maps are
 the head's output before pooling (Zhou et al., CVPR 2016); pooling them gives the image logits.
@@ -12,23 +12,26 @@ from typing import Literal
 import torch
 from torch import nn
 
-from pipeline.models.backbone import ResNet, build_backbone
+from pipeline.models.backbone import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, build_backbone
 
-# ImageNet statistics: what user-supplied pretrained ResNets expect.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+Stats = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std), 0-255 units
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    depth: int = 18  # ResNet depth: 18/34 (basic blocks) or 50/101 (bottlenecks)
-    width: int = 32  # base width; 64 is the standard ResNet, 32 a half-width net for CPUs
-    output_stride: int = 16  # 32, 16 or 8 (dilated last stages): CAM resolution vs cost
+    backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | efficientnet_lite2 | resnet
+    depth: int = 18  # resnet only: 18/34 (basic blocks) or 50/101 (bottlenecks)
+    width: int = 32  # resnet only: base width; 64 is the standard ResNet, 32 a half-width net
+    output_stride: int = 16  # 32 or 16 (dilated last stage; resnet also 8): CAM resolution vs cost
     num_classes: int = 20  # foreground classes = len(label space) - 1
     pooling: Literal["gap", "lse", "gwrp"] = "gap"  # how CAMs pool into image logits
     lse_r: float = 5.0  # log-sum-exp sharpness: small -> mean, large -> max
     gwrp_decay: float = 0.996  # global weighted rank pooling decay (Kolesnikov & Lampert, 2016)
     dropout: float = 0.0  # dropout on features before the head, training only
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
 
 
 class CamClassifier(nn.Module):
@@ -37,7 +40,7 @@ class CamClassifier(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone: ResNet = build_backbone(cfg)
+        self.backbone = build_backbone(cfg)
         self.dropout = nn.Dropout2d(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.classifier = nn.Conv2d(self.backbone.out_channels, cfg.num_classes, 1, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.01)
@@ -52,6 +55,10 @@ class CamClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.cams(x))
+
+    @property
+    def input_stats(self) -> Stats:
+        return input_stats(self.backbone)
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(backbone parameters, head parameters): pretrained backbones train at a lower rate."""
@@ -75,13 +82,23 @@ def pool_maps(
     raise ValueError(f"unknown pooling {pooling!r} (gap, lse, gwrp)")
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float32 normalised with the ImageNet statistics."""
-    return normalize_float(images.permute(0, 3, 1, 2).float().div_(255.0))
+def input_stats(backbone: nn.Module) -> Stats:
+    """(mean, std) in 0-255 units a backbone's inputs are normalised with."""
+    return (
+        tuple(getattr(backbone, "input_mean", IMAGENET_MEAN)),
+        tuple(getattr(backbone, "input_std", IMAGENET_STD)),
+    )
 
 
-def normalize_float(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) float in [0, 1] -> normalised with the ImageNet statistics."""
-    mean = torch.tensor(MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+def normalize(images: torch.Tensor, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)) -> torch.Tensor:
+    """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float32 (rgb - mean) / std, stats in 0-255 units."""
+    return normalize_float(images.permute(0, 3, 1, 2).float().div_(255.0), stats)
+
+
+def normalize_float(
+    x: torch.Tensor, stats: Stats = (IMAGENET_MEAN, IMAGENET_STD)
+) -> torch.Tensor:
+    """(B, 3, H, W) float in [0, 1] -> (x * 255 - mean) / std, stats in 0-255 units."""
+    mean = torch.tensor(stats[0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1) / 255.0
+    std = torch.tensor(stats[1], device=x.device, dtype=x.dtype).view(1, 3, 1, 1) / 255.0
     return (x - mean) / std

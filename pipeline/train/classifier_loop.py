@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from pipeline import checkpoint, tracking
 from pipeline.models.classifier import CamClassifier
+from pipeline.train import finetune
 from pipeline.train.augment import augment_batch, eval_batch
 
 if TYPE_CHECKING:
@@ -88,26 +89,35 @@ def _warmup_cosine(warmup: int, total: int):
     return factor
 
 
-def _build_model(cfg: ClassifierTrainConfig) -> tuple[CamClassifier, torch.optim.Optimizer]:
+def _build_model(cfg: ClassifierTrainConfig) -> tuple[CamClassifier, dict | None]:
+    """The classifier with its initial backbone weights and frozen parts; (model, weights info)."""
     model = CamClassifier(cfg.model)
-    backbone_lr = cfg.lr
-    if cfg.pretrained_uri:
-        report = checkpoint.load_pretrained_backbone(model, cfg.pretrained_uri)
-        log.info("pretrained backbone %s: %s", cfg.pretrained_uri, report.summary())
-        backbone_lr = cfg.lr * cfg.backbone_lr_mult
+    weights = finetune.initial_weights(model.backbone, cfg.model.backbone, cfg.pretrained)
+    if weights:
+        log.info("backbone %s from %s", cfg.model.backbone, weights.origin)
+    finetune.freeze(model.backbone, cfg.finetune, cfg.trainable_stages)
+    return model, weights.as_dict() if weights else None
+
+
+def _optimizer(model: CamClassifier, cfg: ClassifierTrainConfig) -> torch.optim.Optimizer:
+    backbone_lr = cfg.lr * (cfg.backbone_lr_mult if cfg.pretrained != "none" else 1.0)
     backbone, head = model.param_groups()
-    groups = [{"params": backbone, "lr": backbone_lr}, {"params": head, "lr": cfg.lr}]
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    return model, optimizer
+    groups = [{"params": [p for p in backbone if p.requires_grad], "lr": backbone_lr},
+              {"params": head, "lr": cfg.lr}]  # fmt: skip
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
 
 
-def _train_epoch(model, optimizer, scheduler, batches, cfg, gen) -> tuple[float, np.ndarray, ...]:
+def _train_epoch(
+    model, optimizer, scheduler, batches, cfg, gen, pos_weight
+) -> tuple[float, np.ndarray, ...]:
     """One pass; (mean loss, scores, targets) of the augmented batches this worker saw."""
-    model.train()
+    inner = checkpoint.unwrap(model)
+    finetune.set_train_mode(model, inner.backbone, cfg.freeze_bn and cfg.pretrained != "none")
     losses, scores, targets = [], [], []
     for batch in batches:
-        logits = model(augment_batch(batch["image"], cfg.image_size, cfg.augment, gen))
-        loss = F.binary_cross_entropy_with_logits(logits, batch["target"])
+        images = augment_batch(batch["image"], cfg.image_size, cfg.augment, gen, inner.input_stats)
+        logits = model(images)
+        loss = F.binary_cross_entropy_with_logits(logits, batch["target"], pos_weight=pos_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -125,10 +135,11 @@ def _train_epoch(model, optimizer, scheduler, batches, cfg, gen) -> tuple[float,
 def _evaluate(model, batches, cfg) -> tuple[np.ndarray, np.ndarray]:
     """(scores, targets) of this worker's un-augmented items, resized to image_size."""
     model.eval()
+    stats = checkpoint.unwrap(model).input_stats
     scores, targets = [], []
     for batch in batches:
         scores.append(
-            torch.sigmoid(model(eval_batch(batch["image"], cfg.image_size))).cpu().numpy()
+            torch.sigmoid(model(eval_batch(batch["image"], cfg.image_size, stats))).cpu().numpy()
         )
         targets.append(batch["target"].cpu().numpy())
     empty = np.zeros((0, cfg.model.num_classes), np.float32)
@@ -137,6 +148,30 @@ def _evaluate(model, batches, cfg) -> tuple[np.ndarray, np.ndarray]:
 
 def _map(aps: dict[str, float]) -> float:
     return float(np.mean(list(aps.values()))) if aps else float("nan")
+
+
+def _fit_head(model: CamClassifier, shard, cfg, device, pos_weight) -> dict:
+    """finetune=head: pool the frozen backbone's features of every item (sizes x flip) once,
+    gather them from all workers and fit the class head on them (the same fit on every rank)."""
+    model.eval()
+    started = time.time()
+    features, targets = [], []
+    for batch in _batches(shard, cfg.batch_size, 0, device):
+        pooled = finetune.pooled_features(
+            model.backbone, batch["image"], cfg.head_sizes, model.input_stats
+        )
+        features.append(pooled.cpu().numpy())
+        targets.append(batch["target"].repeat(2 * len(cfg.head_sizes), 1).cpu().numpy())
+    features, targets = _gather(np.concatenate(features)), _gather(np.concatenate(targets))
+    extracted = time.time() - started
+    weight = finetune.fit_linear_head(
+        torch.from_numpy(features), torch.from_numpy(targets), pos_weight.cpu(),
+        cfg.head_steps, cfg.head_lr, cfg.weight_decay, cfg.seed,
+    )  # fmt: skip
+    with torch.no_grad():
+        model.classifier.weight.copy_(weight.view_as(model.classifier.weight))
+    return {"features_s": extracted, "head_fit_s": time.time() - started - extracted,
+            "feature_rows": len(features)}  # fmt: skip
 
 
 def _report(model, cfg, classes, metrics: dict, rank: int) -> None:
@@ -150,8 +185,9 @@ def _report(model, cfg, classes, metrics: dict, rank: int) -> None:
         ray.train.report(metrics, checkpoint=ckpt)
 
 
-def _finish(model, cfg, classes, out_uri, shard, batch_size, device, run) -> dict:
+def _finish(model, cfg, classes, config, shard, batch_size, device, run) -> dict:
     """Final un-augmented pass over the training items; rank 0 writes and logs the model."""
+    out_uri = config["out_uri"]
     scores, targets = _evaluate(model, _batches(shard, batch_size, 0, device), cfg)
     aps = per_class_ap(_gather(scores), _gather(targets), classes)
     final = {"map": _map(aps), "per_class_ap": aps, "model_uri": out_uri, "mlflow_run_id": None}
@@ -159,43 +195,71 @@ def _finish(model, cfg, classes, out_uri, shard, batch_size, device, run) -> dic
         tracking.log_metrics(
             {"train_map": final["map"]} | {f"train_ap.{k}": v for k, v in aps.items()}
         )
-        model_file = checkpoint.save_model(model, cfg.model, out_uri, classes, {"train_ap": aps})
+        extra = {"train_ap": aps, "backbone_weights": config.get("weights"),
+                 "finetune": cfg.finetune}  # fmt: skip
+        model_file = checkpoint.save_model(model, cfg.model, out_uri, classes, extra)
         tracking.log_file(model_file, artifact_path="model")
         final["mlflow_run_id"] = run.info.run_id
         mlflow.end_run()
     return final
 
 
-def train_loop(config: dict) -> None:
-    """Ray Train worker entry point: every rank trains; rank 0 alone talks to MLflow."""
-    cfg: ClassifierTrainConfig = config["cfg"]
-    classes, per_worker = config["classes"], config["per_worker"]
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    torch.manual_seed(cfg.seed)  # same initial weights on every worker
-    device = ray.train.torch.get_device()
-    model, optimizer = _build_model(cfg)
+def _start_run(cfg, config: dict, weights: dict | None):
+    run = tracking.start_run(cfg.tracking_uri, cfg.experiment)
+    tracking.log_config(cfg)
+    mlflow.log_params({k: config[k] for k in ("train_items", "skipped_items")})
+    weights = weights or {"origin": "none (random init)", "sha256": ""}
+    mlflow.log_params({"weights_origin": weights["origin"], "weights_sha256": weights["sha256"]})
+    return run
+
+
+def _train_epochs(model, cfg, classes, config, shard, device, rank, world, run) -> None:
+    """The augmented training loop (finetune frozen / partial / full)."""
+    per_worker = config["per_worker"]
     model = ray.train.torch.prepare_model(model)
+    optimizer = _optimizer(checkpoint.unwrap(model), cfg)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
     batch_size = max(2, cfg.batch_size // world)
     steps = max(1, per_worker // batch_size)
     schedule = _warmup_cosine(cfg.warmup_epochs * steps, cfg.epochs * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    shard = ray.train.get_dataset_shard("train")
-    run = tracking.start_run(cfg.tracking_uri, cfg.experiment) if rank == 0 else None
-    if run:
-        tracking.log_config(cfg)
-        mlflow.log_params({k: config[k] for k in ("train_items", "skipped_items")})
+    pos_weight = config["pos_weight"].to(device)
     for epoch in range(cfg.epochs):
         start = time.time()
         batches = _batches(shard, batch_size, per_worker, device)
-        loss, scores, targets = _train_epoch(model, optimizer, scheduler, batches, cfg, gen)
+        loss, scores, targets = _train_epoch(
+            model, optimizer, scheduler, batches, cfg, gen, pos_weight
+        )
         aps = per_class_ap(_gather(scores), _gather(targets), classes)
         metrics = {"epoch": epoch, "loss": _mean_across_workers(loss, len(scores)),
                    "train_running_map": _map(aps), "epoch_s": time.time() - start}  # fmt: skip
         if run:
             tracking.log_metrics(metrics, step=epoch)
         _report(model, cfg, classes, metrics, rank)
-    final = _finish(model, cfg, classes, config["out_uri"], shard, batch_size, device, run)
+    return model
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train worker entry point: every rank trains; rank 0 alone talks to MLflow."""
+    cfg: ClassifierTrainConfig = config["cfg"]
+    classes = config["classes"]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.manual_seed(cfg.seed)  # same initial weights on every worker
+    device = ray.train.torch.get_device()
+    model, weights = _build_model(cfg)
+    config = {**config, "weights": weights}
+    shard = ray.train.get_dataset_shard("train")
+    run = _start_run(cfg, config, weights) if rank == 0 else None
+    if cfg.finetune == "head":
+        model = model.to(device)
+        timings = _fit_head(model, shard, cfg, device, config["pos_weight"].to(device))
+        if run:
+            tracking.log_metrics(timings)
+        _report(model, cfg, classes, timings, rank)
+    else:
+        model = _train_epochs(model, cfg, classes, config, shard, device, rank, world, run)
+    batch_size = max(2, cfg.batch_size // world)
+    final = _finish(model, cfg, classes, config, shard, batch_size, device, run)
     _report(model, cfg, classes, final, rank)

@@ -15,7 +15,7 @@ def test_cams_on_cuda_match_cpu():
     from pipeline.models.classifier import CamClassifier, ModelConfig
 
     torch.manual_seed(0)
-    model = CamClassifier(ModelConfig(depth=18, width=16)).eval()
+    model = CamClassifier(ModelConfig(backbone="resnet", depth=18, width=16)).eval()
     images = [np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)]
     cfg = CamConfig(input_size=96, flip=False)
     cpu_cams, cpu_scores = compute_cams(model, images, [[1, 2]], cfg, device="cpu")

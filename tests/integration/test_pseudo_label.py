@@ -44,7 +44,7 @@ def subset(tmp_path_factory, dev_collection):
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     """An untrained (randomly initialised) classifier: exercises the CAM actors end to end."""
-    cfg = ModelConfig(depth=18, width=8, output_stride=16)
+    cfg = ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16)
     uri = str(tmp_path_factory.mktemp("model") / "classifier.pt")
     save_model(CamClassifier(cfg), cfg, uri, classes=schema.VOC_CLASSES)
     return uri

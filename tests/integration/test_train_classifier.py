@@ -48,10 +48,10 @@ def test_one_epoch_writes_a_loadable_model_and_an_mlflow_run(ray_session, tmp_pa
         {**state, "fc.weight": torch.zeros(1000, 128), "fc.bias": torch.zeros(1000)}, pretrained
     )
     cfg = ClassifierTrainConfig(
-        model=ModelConfig(depth=18, width=16, output_stride=16), epochs=1, batch_size=4,
+        model=ModelConfig(backbone="resnet", depth=18, width=16, output_stride=16), epochs=1, batch_size=4,
         image_size=64, workers=2, video_frame_stride=20, max_frames_per_video=2,
         tracking_uri=tracking_uri, storage_path=str(tmp_path / "ray"),
-        pretrained_uri=str(pretrained),
+        pretrained=str(pretrained), finetune="full",
     )  # fmt: skip
     summary = train_classifier(str(_subset_manifest(tmp_path)), str(tmp_path / "model"), cfg)
 
@@ -67,8 +67,38 @@ def test_one_epoch_writes_a_loadable_model_and_an_mlflow_run(ray_session, tmp_pa
     run = MlflowClient(tracking_uri).get_run(summary["mlflow_run_id"])
     assert {"loss", "train_running_map", "train_map"} <= set(run.data.metrics)
     assert run.data.params["model.width"] == "16" and run.data.params["epochs"] == "1"
-    assert run.data.params["pretrained_uri"] == str(pretrained)
+    assert run.data.params["pretrained"] == str(pretrained)
+    assert run.data.params["weights_origin"] == str(pretrained)
     artifacts = [
         a.path for a in MlflowClient(tracking_uri).list_artifacts(run.info.run_id, "model")
     ]
     assert artifacts == ["model/model.pt"]
+
+
+def test_default_head_fit_on_imagenet_lite0_records_its_weights(ray_session, tmp_path):
+    """The default: frozen ImageNet EfficientNet-Lite0, class head fitted on pooled features."""
+    if not (SAMPLE_DIR / "manifest.jsonl").exists():
+        pytest.skip(f"no sample collection at {SAMPLE_DIR} (set WSSS_SAMPLE_DIR)")
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.checkpoint import load_classifier, load_payload
+    from pipeline.models.pretrained import sha256_of_file, weights_path
+    from pipeline.train.classifier import ClassifierTrainConfig, train_classifier
+
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = ClassifierTrainConfig(
+        head_sizes=(128,), head_steps=200, workers=2, video_frame_stride=20,
+        max_frames_per_video=2, tracking_uri=tracking_uri, storage_path=str(tmp_path / "ray"),
+    )  # fmt: skip
+    summary = train_classifier(str(_subset_manifest(tmp_path)), str(tmp_path / "m.pt"), cfg)
+
+    # A linear head on ImageNet features separates a dozen training items; from scratch it cannot.
+    assert summary["map"] > 0.9, summary["per_class_ap"]
+    model, model_cfg, _ = load_classifier(str(tmp_path / "m.pt"))
+    assert model_cfg.backbone == "efficientnet_lite0"
+    weights = load_payload(str(tmp_path / "m.pt"))["backbone_weights"]
+    assert weights["sha256"] == sha256_of_file(weights_path("efficientnet_lite0"))
+    run = MlflowClient(tracking_uri).get_run(summary["mlflow_run_id"])
+    assert run.data.params["weights_sha256"] == weights["sha256"]
+    assert run.data.params["finetune"] == "head"
+    assert {"features_s", "head_fit_s", "train_map"} <= set(run.data.metrics)

@@ -11,7 +11,7 @@ CFG = CamConfig(input_size=64, scales=(1.0,), flip=False, batch_size=4)
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    net = CamClassifier(ModelConfig(depth=18, width=8, output_stride=16, num_classes=4))
+    net = CamClassifier(ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16, num_classes=4))
     with torch.no_grad():  # a random head: make every class fire somewhere
         net.classifier.weight.normal_(std=1.0)
     return net.eval()

@@ -9,7 +9,7 @@ from pipeline.models.classifier import CamClassifier, ModelConfig
 @pytest.fixture(scope="module")
 def model() -> CamClassifier:
     torch.manual_seed(0)
-    return CamClassifier(ModelConfig(depth=18, width=8, num_classes=3)).eval()
+    return CamClassifier(ModelConfig(backbone="resnet", depth=18, width=8, num_classes=3)).eval()
 
 
 def image(seed: int = 0) -> np.ndarray:

@@ -37,7 +37,7 @@ def test_invalid_depth_and_stride_are_refused():
 
 
 def test_build_backbone_takes_any_config_with_the_fields():
-    model = build_backbone(ModelConfig(depth=18, width=8, output_stride=16))
+    model = build_backbone(ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16))
     assert isinstance(model, ResNet) and model.output_stride == 16
 
 

@@ -11,7 +11,7 @@ from pipeline.checkpoint import (
 from pipeline.models.backbone import ResNet
 from pipeline.models.classifier import CamClassifier, ModelConfig
 
-CFG = ModelConfig(depth=18, width=8, output_stride=16, num_classes=2, pooling="lse", lse_r=3.0)
+CFG = ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16, num_classes=2, pooling="lse", lse_r=3.0)
 CLASSES = ("background", "cat", "dog")
 
 

@@ -3,7 +3,7 @@ import torch
 
 from pipeline.models.classifier import CamClassifier, ModelConfig, normalize, pool_maps
 
-TINY = ModelConfig(depth=18, width=8, output_stride=16, num_classes=5)
+TINY = ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16, num_classes=5)
 
 
 def test_forward_and_cams_shapes():
@@ -35,7 +35,7 @@ def test_pooling_orders_between_mean_and_max():
 
 @pytest.mark.parametrize("pooling", ["gap", "lse", "gwrp"])
 def test_every_pooling_trains(pooling):
-    cfg = ModelConfig(depth=18, width=8, output_stride=32, num_classes=3, pooling=pooling)
+    cfg = ModelConfig(backbone="resnet", depth=18, width=8, output_stride=32, num_classes=3, pooling=pooling)
     model = CamClassifier(cfg)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(
         model(torch.randn(2, 3, 64, 64)), torch.tensor([[1.0, 0, 0], [0, 1, 1]])
