@@ -9,6 +9,7 @@ writes an output at a time: the second finds LABELS/_lock.json (owner, host, pid
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -29,8 +30,10 @@ RERUN_HINT = "rerun with --overwrite to start over or choose another --out"
 MODEL_KEYS = ("model_uri", "model_sha256")
 
 
+@functools.cache
 def code_version() -> str:
-    """The package version and the git commit of this checkout (when it is one)."""
+    """The package version and the git commit of this checkout (when it is one), once per
+    process: the code a process runs is the code it imported, whatever is committed since."""
     from importlib import metadata
 
     try:
