@@ -18,6 +18,7 @@ WEBSEG_LOGGERS = ("pipeline", "webseg", "jobs")
 LEVELS = ("debug", "info", "warning", "error")
 RAY_LOGS_ENV = "WEBSEG_RAY_LOGS"  # "1": Ray's own INFO logs and progress bars (what -v sets)
 QUIET_ENV = "WEBSEG_QUIET"  # "1": no WebSeg progress bars (what --quiet sets)
+MLFLOW_LEVEL_SET_HERE = "WEBSEG_SET_MLFLOW_LOGGING_LEVEL"  # ours to change again, not the user's
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Ray lines that say nothing to a WebSeg user (each is shown again with -v).
@@ -25,6 +26,7 @@ RAY_NOTICES = (
     "Token authentication is enabled for this Ray cluster",  # a local Ray's default, not a fault
     "Progress bars disabled",  # WebSeg turned them off on purpose
 )
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 RAY_WARNINGS = ("The minimum number of concurrent actors",)  # small inputs for a big actor pool
 
 
@@ -40,8 +42,20 @@ def configure_logging(level: str = "info", quiet: bool = False, ray_logs: bool =
     root.setLevel(logging.INFO if ray_logs else logging.WARNING)
     for name in WEBSEG_LOGGERS:
         logging.getLogger(name).setLevel(webseg_level)
+    _quiet_mlflow(logging.INFO if ray_logs else logging.WARNING)
     os.environ[RAY_LOGS_ENV] = "1" if ray_logs else "0"
     os.environ[QUIET_ENV] = "1" if quiet else "0"
+
+
+def _quiet_mlflow(level: int) -> None:
+    """MLflow sets its own logger to INFO on import (MLFLOW_LOGGING_LEVEL): the variable reaches
+    it in this process and in a local Ray's workers (set before the Ray starts), unless the user
+    set it."""
+    if "MLFLOW_LOGGING_LEVEL" in os.environ and os.environ.get(MLFLOW_LEVEL_SET_HERE) != "1":
+        return
+    os.environ["MLFLOW_LOGGING_LEVEL"] = logging.getLevelName(level)
+    os.environ[MLFLOW_LEVEL_SET_HERE] = "1"
+    logging.getLogger("mlflow").setLevel(level)
 
 
 def ray_logs_wanted() -> bool:
@@ -69,26 +83,31 @@ class _DropMessages(logging.Filter):
 
 def quiet_ray_before_init() -> None:
     """Filters that must be in place before ray.init prints (the token-auth notice)."""
-    if ray_logs_wanted():
+    fragments = () if ray_logs_wanted() else RAY_NOTICES
+    _set_drop_filter(logging.getLogger("ray"), fragments)
+    _set_drop_filter(logging.getLogger(AUTH_LOGGER), fragments)
+    if not fragments:
         return
-    logging.getLogger("ray").addFilter(_DropMessages(RAY_NOTICES))
-    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    logger.addFilter(_DropMessages(RAY_NOTICES))
     for fragment in RAY_WARNINGS:
         warnings.filterwarnings("ignore", message=f"{fragment}.*", category=UserWarning)
 
 
 def quiet_ray_data() -> None:
-    """Ray Data: progress bars and periodic progress blocks off, its console at WARNING."""
+    """Ray Data: progress bars (and the periodic progress blocks of non-terminal logs) and its
+    INFO console lines only with ray logs wanted (-v); its file logs are untouched."""
     import ray.data
 
     ray_logs = ray_logs_wanted()
     ray.data.DataContext.get_current().enable_progress_bars = ray_logs
-    if ray_logs:
-        return
     for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(
-            handler, logging.FileHandler
-        ):
-            handler.setLevel(logging.WARNING)
-            handler.addFilter(_DropMessages(RAY_NOTICES))
+        if type(handler) is logging.StreamHandler or type(handler).__name__ == "PlainRayHandler":
+            handler.setLevel(logging.INFO if ray_logs else logging.WARNING)
+            _set_drop_filter(handler, () if ray_logs else RAY_NOTICES)
+
+
+def _set_drop_filter(target: logging.Filterer, fragments: tuple[str, ...]) -> None:
+    """Replace target's _DropMessages filter (one at most) by one for fragments (none if empty)."""
+    for existing in [f for f in target.filters if isinstance(f, _DropMessages)]:
+        target.removeFilter(existing)
+    if fragments:
+        target.addFilter(_DropMessages(fragments))
