@@ -19,6 +19,14 @@ import pyarrow.parquet as pq
 from pipeline import schema, storage
 from pipeline.rows import dumps, loads
 
+
+def label_confidence(mask: np.ndarray, tag_scores: list[float]) -> float:
+    """How far a label can be trusted, in [0, 1]: the share of confidently labelled pixels
+    (HxW uint8 mask, 255 = ignore) times the mean classifier score of the item's tags (1 when the
+    item has no tags or no classifier ran). train-segmenter --min-confidence filters on it."""
+    confident = float(np.mean(mask != schema.IGNORE)) if mask.size else 0.0
+    return confident * (float(np.mean(tag_scores)) if tag_scores else 1.0)
+
 MANIFEST_SCHEMA = pa.schema(
     [
         (schema.ID, pa.string()),
@@ -30,6 +38,7 @@ MANIFEST_SCHEMA = pa.schema(
         (schema.REASON, pa.string()),
         (schema.MASK_URI, pa.string()),
         (schema.SCORES, pa.string()),
+        (schema.CONFIDENCE, pa.float64()),
         (schema.SOURCE_INDEX, pa.int64()),
         (schema.GROUP, pa.string()),
     ]
@@ -90,13 +99,17 @@ class LabelWriter:
                     mask_uri,
                     frame_scores,
                     len(indices),
+                    row[schema.MASKS][t] if status == schema.LABELLED else None,
                 )
             )
         if self.save_cams and row[schema.KIND] == schema.KIND_IMAGE and out[0][schema.MASK_URI]:
             self._write_cam(str(row[schema.ID]), row[schema.CAM], row[schema.MASKS][0].shape)
         return out
 
-    def _row(self, row, frame_index, status, reason, mask_uri, frame_scores, frames):
+    def _row(self, row, frame_index, status, reason, mask_uri, frame_scores, frames, mask=None):
+        confidence = None
+        if status == schema.LABELLED and mask is not None:
+            confidence = round(label_confidence(mask, list(frame_scores.values())), 4)
         timings = {
             f"{schema.TIMING_PREFIX}{s}": float(row.get(f"{schema.TIMING_PREFIX}{s}", 0.0)) / frames
             for s in TIMINGS[:3]
@@ -111,6 +124,7 @@ class LabelWriter:
             schema.REASON: reason if status != schema.LABELLED else None,
             schema.MASK_URI: mask_uri,
             schema.SCORES: dumps(frame_scores),
+            schema.CONFIDENCE: confidence,
             schema.SOURCE_INDEX: int(row[schema.SOURCE_INDEX]),
             schema.GROUP: str(row[schema.GROUP]),
             **timings,

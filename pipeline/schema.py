@@ -18,6 +18,7 @@ STATUS = "status"
 REASON = "reason"
 MASK_URI = "mask_uri"
 SCORES = "scores"  # JSON object {tag: score}
+CONFIDENCE = "confidence"  # float in [0, 1] per labelled row (labelling.label_confidence); else null
 
 # Working columns between stages (never written to the output manifest).
 IMAGE = "image"  # HxWx3 uint8 RGB

@@ -158,3 +158,13 @@ def test_manifest_write_is_atomic_and_typed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [schema.MANIFEST_NAME]
     table = storage.join(str(tmp_path), schema.MANIFEST_NAME)
     assert read_table(table).num_rows == 2 and read_table(table).schema == MANIFEST_SCHEMA
+
+
+def test_label_confidence_is_confident_share_times_mean_tag_score():
+    from pipeline.output import label_confidence
+
+    mask = np.zeros((4, 5), np.uint8)
+    mask[:2] = 255  # half ignored
+    assert label_confidence(mask, [0.5, 1.0]) == pytest.approx(0.5 * 0.75)
+    assert label_confidence(mask, []) == pytest.approx(0.5)  # a negative, or no classifier
+    assert label_confidence(np.full((3, 3), 255, np.uint8), [0.9]) == 0.0
