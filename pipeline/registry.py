@@ -112,9 +112,10 @@ def log_segmenter(model_file: str, registered_name: str, alias: str = CANDIDATE)
 
 
 def config_from_dict(data: dict) -> DeepLabConfig:
-    """DeepLabConfig from a saved dict; unknown keys are ignored."""
+    """DeepLabConfig from a saved dict; unknown keys are ignored. Checkpoints from before
+    backbones were a choice hold a ResNet."""
     known = {f.name for f in fields(DeepLabConfig)}
-    values = {k: v for k, v in data.items() if k in known}
+    values = {"backbone": "resnet", **{k: v for k, v in data.items() if k in known}}
     if "aspp_rates" in values:
         values["aspp_rates"] = tuple(values["aspp_rates"])
     return DeepLabConfig(**values)

@@ -38,7 +38,13 @@ def _args_train_segmenter(p: argparse.ArgumentParser) -> None:
         help="continue from the last checkpoint under --out (also automatic when one exists)",
     )
     p.add_argument(
-        "--init-from", help="classifier checkpoint or torch ResNet state dict for the backbone"
+        "--init-from", help="classifier checkpoint or backbone state dict for the backbone"
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        help="train only on labelled rows whose manifest confidence is at least this "
+        "(segmenter.min_confidence; label sets without the column train on every row)",
     )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: local sqlite store)")
 
@@ -59,6 +65,7 @@ def train_segmenter(args: argparse.Namespace) -> dict:
             "workers": args.workers,
             "val_collection": args.val_collection,
             "init_from": args.init_from,
+            "min_confidence": args.min_confidence,
             "tracking_uri": args.tracking_uri,
         },
     )

@@ -1,4 +1,5 @@
-"""DeepLab v3 segmenter in plain torch: a dilated ResNet backbone, ASPP and bilinear upsampling.
+"""DeepLab v3 segmenter in plain torch: a dilated backbone (EfficientNet-Lite or ResNet), ASPP and
+bilinear upsampling.
 
 ASPP (Chen et al., 2017): a 1x1 branch, one 3x3 atrous branch per rate and an image-pooling branch,
 each with batch norm and ReLU, concatenated and projected; a 3x3 conv and a 1x1 classifier follow.
@@ -13,27 +14,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.backbone import ResNet, build_backbone
+from pipeline.models.backbone import BACKBONES, build_backbone
+
+# Output strides each backbone family supports (EfficientNet-Lite: last stage dilated for 16).
+OUTPUT_STRIDES = {"resnet": (8, 16), "efficientnet": (16, 32)}
 
 
 @dataclass(frozen=True)
 class DeepLabConfig:
-    depth: int = 18  # ResNet depth (same meaning as the classifier's, so its backbone loads)
-    width: int = 32  # ResNet base width; 32 matches the classifier default, 64 a standard ResNet
-    output_stride: int = 16  # 16 or 8: feature resolution vs cost (dilated layer3/layer4)
+    backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | efficientnet_lite2 | resnet
+    depth: int = 18  # resnet only: depth (same meaning as the classifier's, so its backbone loads)
+    width: int = 32  # resnet only: base width; 32 matches the classifier default, 64 standard
+    output_stride: int = 16  # resnet 8 or 16, efficientnet 16 or 32: feature resolution vs cost
     aspp_rates: tuple[int, ...] = (6, 12, 18)  # atrous rates at output stride 16; doubled at 8
     aspp_channels: int = 128  # channels of every ASPP branch and of the projection
     dropout: float = 0.1  # dropout after the ASPP projection, training only
     num_classes: int = 21  # label-space size incl. background (set from the label set)
 
     def __post_init__(self) -> None:
-        if self.output_stride not in (8, 16):
-            raise ValueError(f"output_stride must be 8 or 16, got {self.output_stride}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+        allowed = OUTPUT_STRIDES["resnet" if self.backbone == "resnet" else "efficientnet"]
+        if self.output_stride not in allowed:
+            raise ValueError(
+                f"output_stride must be one of {allowed} for {self.backbone}, "
+                f"got {self.output_stride}"
+            )
 
 
 def effective_rates(cfg: DeepLabConfig) -> tuple[int, ...]:
-    """ASPP rates for the configured output stride (the configured rates are for stride 16)."""
-    return tuple(rate * 16 // cfg.output_stride for rate in cfg.aspp_rates)
+    """ASPP rates for the configured output stride (the configured rates are for stride 16:
+    doubled at 8, halved at 32, at least 1)."""
+    return tuple(max(1, rate * 16 // cfg.output_stride) for rate in cfg.aspp_rates)
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Sequential:
@@ -74,12 +86,13 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3(nn.Module):
-    """forward: (B, 3, H, W) ImageNet-normalised float -> logits (B, num_classes, H, W)."""
+    """forward: (B, 3, H, W) float normalised with the backbone's input_mean / input_std
+    (pipeline.models.classifier.input_stats) -> logits (B, num_classes, H, W)."""
 
     def __init__(self, cfg: DeepLabConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone: ResNet = build_backbone(cfg)
+        self.backbone = build_backbone(cfg)
         channels = cfg.aspp_channels
         self.aspp = ASPP(self.backbone.out_channels, channels, effective_rates(cfg), cfg.dropout)
         self.head = _conv_bn_relu(channels, channels, 3)

@@ -2,9 +2,13 @@
 
     webseg train-segmenter --labels LABELS_URI --out MODEL_URI [--val-collection URI] [--epochs N]
 
-Workers stream the label set's `labelled` rows through Ray Data (`get_dataset_shard("train")`),
-augment on their device (random scale 0.5-2 / crop / flip), train with cross-entropy (255 ignored)
-under a poly schedule and report a checkpoint every epoch. Training state lives in OUT/train/ (or
+Workers stream the label set's `labelled` rows (optionally only those whose `confidence` is at least
+`min_confidence`) through Ray Data (`get_dataset_shard("train")`), augment on their device (random
+scale 0.5-2 / crop / flip), train with cross-entropy (255 ignored) under a poly schedule and report a
+checkpoint every epoch. The backbone starts from ImageNet weights (`pretrained`), a weights file or a
+classifier checkpoint (`init_from`), trains at `backbone_lr_mult` of the head's rate and keeps its
+BatchNorm statistics fixed (`freeze_bn`); the weights' origin and sha256 go to the checkpoint and
+MLflow. Training state lives in OUT/train/ (or
 OUT.train/ for a .pt file): running again with the same --out resumes from the last checkpoint and
 continues the same MLflow run. The final model goes to OUT (pipeline.checkpoint format) and to the
 MLflow model registry under `registered_model_name` with alias `candidate`.
@@ -17,6 +21,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import ray
@@ -49,7 +54,12 @@ class SegmenterTrainConfig:
     lr: float = 2e-3  # AdamW peak learning rate, decayed by the poly schedule
     poly_power: float = 0.9  # lr = peak * (1 - step / total) ** power
     weight_decay: float = 1e-4  # AdamW weight decay
-    backbone_lr_mult: float = 1.0  # backbone lr factor (e.g. 0.1 for an ImageNet init_from)
+    pretrained: str = "imagenet"  # backbone init: imagenet (installed package) | none | weights URI
+    backbone_lr_mult: float | None = None  # backbone lr factor; None: 0.1 pretrained, 1.0 scratch
+    freeze_bn: bool = True  # keep pretrained backbone BatchNorm statistics fixed (small batches)
+    finetune: Literal["frozen", "partial", "full"] = "full"  # how much of the backbone trains
+    trainable_stages: int = 3  # partial: the backbone's last N stages (backbone.stages()) train
+    min_confidence: float = 0.0  # train only on labelled rows with manifest confidence >= this
     workers: int = 1  # Ray Train workers (DDP)
     cpus_per_worker: float = (
         0.75  # logical CPUs per worker; the rest feeds Ray Data (2-CPU deadlock)
@@ -59,7 +69,7 @@ class SegmenterTrainConfig:
     amp: bool = True  # mixed precision (float16 autocast + grad scaling), GPU only
     seed: int = 0  # weights, shuffling and augmentation
     init_from: str | None = (
-        None  # classifier checkpoint or torch ResNet state dict for the backbone
+        None  # classifier checkpoint or backbone state dict; overrides pretrained
     )
     eval_long_side: int = 320  # validation and predict working resolution (long side, px)
     val_collection: str | None = None  # a collection with gt/ scored every epoch (val_miou)
@@ -71,6 +81,18 @@ class SegmenterTrainConfig:
     experiment: str = "webseg-segmenter"  # MLflow experiment name
     registered_model_name: str = "webseg-segmenter"  # MLflow registry name; alias `candidate`
     run_name: str = "segmenter"  # Ray Train run name inside the state folder
+
+
+def starts_pretrained(cfg: SegmenterTrainConfig) -> bool:
+    """Whether the backbone starts from trained weights (ImageNet, a file or init_from)."""
+    return bool(cfg.init_from) or cfg.pretrained != "none"
+
+
+def backbone_lr_mult(cfg: SegmenterTrainConfig) -> float:
+    """The backbone's lr factor: the configured one, else 0.1 from trained weights, 1.0 scratch."""
+    if cfg.backbone_lr_mult is not None:
+        return cfg.backbone_lr_mult
+    return 0.1 if starts_pretrained(cfg) else 1.0
 
 
 def state_uri(out_uri: str) -> str:
@@ -108,9 +130,12 @@ def training_dataset(sources: list[dict], cfg: SegmenterTrainConfig) -> ray.data
 
 def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resume: bool = False):
     """(TorchTrainer, loop config) for a label set; resolves classes, GPU and the MLflow run."""
-    sources, classes, _ = read_label_set(labels_uri)
+    sources, classes, _ = read_label_set(labels_uri, cfg.min_confidence)
     if not sources:
-        raise ValueError(f"{labels_uri} has no labelled rows to train on")
+        raise ValueError(
+            f"{labels_uri} has no labelled rows to train on"
+            + (f" with confidence >= {cfg.min_confidence}" if cfg.min_confidence > 0 else "")
+        )
     cfg = replace(
         cfg,
         model=replace(cfg.model, num_classes=len(classes)),

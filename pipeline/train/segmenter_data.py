@@ -21,16 +21,61 @@ import torch.nn.functional as F
 from pipeline import schema, storage
 from pipeline.collection import load_label_space
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
+from pipeline.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.models.classifier import normalize
 from pipeline.output import read_table
 from pipeline.storage import StorageError
 
 log = logging.getLogger(__name__)
 IMAGE_COL, MASK_COL = "image", "mask"
+CONFIDENCE_COL = "confidence"  # per-row label confidence in [0, 1] (label sets from issue 15 on)
 
 
-def read_label_set(labels_uri: str) -> tuple[list[dict[str, Any]], tuple[str, ...], str]:
-    """(sources, label space, collection root) of a pseudo-label set's `labelled` rows.
+def filter_by_confidence(
+    rows: list[dict[str, Any]], min_confidence: float, where: str = "label set"
+) -> list[dict[str, Any]]:
+    """The rows to train on: `labelled` rows whose confidence is below min_confidence are dropped.
+
+    Rows without a confidence value (null) are kept; a table with no confidence column at all (a
+    label set from before the column existed) is kept whole, with a warning. Other rows pass.
+    """
+    if min_confidence <= 0:
+        return rows
+    labelled = [r for r in rows if r.get(schema.STATUS) == schema.LABELLED]
+    if not any(CONFIDENCE_COL in r for r in labelled):
+        log.warning(
+            "min_confidence %.3g: %s has no %r column; training on all %d labelled rows",
+            min_confidence,
+            where,
+            CONFIDENCE_COL,
+            len(labelled),
+        )
+        return rows
+
+    def below(row: dict[str, Any]) -> bool:
+        value = row.get(CONFIDENCE_COL)
+        return (
+            row.get(schema.STATUS) == schema.LABELLED
+            and value is not None
+            and float(value) < min_confidence
+        )
+
+    kept = [r for r in rows if not below(r)]
+    log.info(
+        "min_confidence %.3g: training on %d of %d labelled rows of %s",
+        min_confidence,
+        len(labelled) - (len(rows) - len(kept)),
+        len(labelled),
+        where,
+    )
+    return kept
+
+
+def read_label_set(
+    labels_uri: str, min_confidence: float = 0.0
+) -> tuple[list[dict[str, Any]], tuple[str, ...], str]:
+    """(sources, label space, collection root) of a pseudo-label set's `labelled` rows (those
+    with confidence >= min_confidence, see filter_by_confidence).
 
     A source is {"uri": resolved media uri, "kind", "frames": JSON list of frame indices (-1 for an
     image), "masks": JSON list of mask uris}; the collection root comes from LABELS/run.json.
@@ -40,6 +85,7 @@ def read_label_set(labels_uri: str) -> tuple[list[dict[str, Any]], tuple[str, ..
     if not root:
         raise ValueError(f"{labels_uri}/{schema.RUN_NAME} does not name its collection")
     rows = read_table(storage.join(labels_uri, schema.MANIFEST_NAME)).to_pylist()
+    rows = filter_by_confidence(rows, min_confidence, labels_uri)
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     frames, masks = defaultdict(list), defaultdict(list)
     for row in rows:
@@ -124,6 +170,7 @@ def augment_pair(
     scale_range: tuple[float, float],
     flip: float,
     gen: torch.Generator,
+    stats=(IMAGENET_MEAN, IMAGENET_STD),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random scale, crop (padding where the crop leaves the image) and horizontal flip.
 
@@ -144,7 +191,7 @@ def augment_pair(
     theta[:, :, 2] = centre
     grid = F.affine_grid(theta, [batch, 3, crop, crop], align_corners=False)
     x = F.grid_sample(
-        normalize(images), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        normalize(images, stats), grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     shifted = (masks.float() + 1.0)[:, None]  # 0 marks "outside the image" after zero padding
     y = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)[

@@ -24,11 +24,15 @@ import torch.distributed as dist
 
 from pipeline import checkpoint, schema, storage, tracking
 from pipeline.config import to_dict
+from pipeline.models.classifier import input_stats
 from pipeline.models.deeplab import DeepLabV3, poly_lr_factor, segmentation_loss
 from pipeline.predict import segment
 from pipeline.registry import log_segmenter
+from pipeline.train.finetune import freeze, set_train_mode
+from pipeline.train.segmenter import backbone_lr_mult, starts_pretrained
 from pipeline.train.segmenter_data import IMAGE_COL, MASK_COL, augment_pair
 from pipeline.train.segmenter_eval import confusion, load_val_set, miou, preview_grid
+from pipeline.train.segmenter_init import init_backbone
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +46,33 @@ def _sum_across_workers(array: np.ndarray) -> np.ndarray:
     return np.sum(parts, axis=0)
 
 
-def _build(cfg, restored: dict | None) -> tuple[DeepLabV3, torch.optim.Optimizer]:
+def _build(cfg, restored: dict | None) -> tuple[DeepLabV3, torch.optim.Optimizer, dict | None]:
+    """(model, optimizer, backbone weights info {"origin", "sha256"} or None for scratch)."""
     torch.manual_seed(cfg.seed)  # same initial weights on every worker
     model = DeepLabV3(cfg.model)
     if restored is not None:
         model.load_state_dict(restored["state_dict"])
-    elif cfg.init_from:
-        report = checkpoint.load_pretrained_backbone(
-            model, cfg.init_from
-        )  # uses model.backbone only
-        log.info("backbone from %s: %s", cfg.init_from, report.summary())
+        weights = restored.get("backbone_weights")
+    else:
+        info = init_backbone(model, cfg.init_from, cfg.pretrained)
+        weights = info.as_dict() if info is not None else None
+        log.info("segmenter backbone %s from %s", cfg.model.backbone, weights or "scratch")
+    freeze(model.backbone, cfg.finetune, cfg.trainable_stages)
     backbone, head = model.param_groups()
     groups = [
-        {"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult},
+        {"params": backbone, "lr": cfg.lr * backbone_lr_mult(cfg)},
         {"params": head, "lr": cfg.lr},
     ]
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     if restored is not None:
         optimizer.load_state_dict(restored["optimizer"])
-    return model, optimizer
+    return model, optimizer, weights
+
+
+def _train_mode(model, cfg) -> None:
+    """Train mode; a pretrained backbone's BatchNorm statistics stay fixed when freeze_bn."""
+    net = getattr(model, "module", model)
+    set_train_mode(model, net.backbone, cfg.freeze_bn and starts_pretrained(cfg))
 
 
 def _restore() -> dict | None:
@@ -73,7 +85,8 @@ def _restore() -> dict | None:
 
 def _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule: dict) -> tuple[float, int]:
     """One pass over this worker's shard; returns (mean loss, samples seen)."""
-    model.train()
+    _train_mode(model, cfg)
+    stats = input_stats(getattr(model, "module", model).backbone)
     device_type = "cuda" if scaler.is_enabled() else "cpu"
     losses, seen = [], 0
     for batch in batches:
@@ -81,7 +94,13 @@ def _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule: dict) ->
         for group, base in zip(optimizer.param_groups, schedule["base_lrs"], strict=True):
             group["lr"] = base * factor
         x, y = augment_pair(
-            batch[IMAGE_COL], batch[MASK_COL], cfg.crop_size, cfg.scale_range, cfg.flip, gen
+            batch[IMAGE_COL],
+            batch[MASK_COL],
+            cfg.crop_size,
+            cfg.scale_range,
+            cfg.flip,
+            gen,
+            stats=stats,
         )
         autocast = (
             torch.autocast(device_type, dtype=torch.float16)
@@ -141,7 +160,11 @@ def _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat) -> dict:
 def _finish(model, cfg, classes, config: dict, mat) -> dict:
     """Rank 0: final model to out_uri, artifacts and the registered model (active MLflow run)."""
     net = getattr(model, "module", model).eval()
-    extra = {"eval_long_side": cfg.eval_long_side, "labels_uri": config["labels_uri"]}
+    extra = {
+        "eval_long_side": cfg.eval_long_side,
+        "labels_uri": config["labels_uri"],
+        "backbone_weights": config.get("backbone_weights"),
+    }
     model_uri = checkpoint.save_model(net, cfg.model, config["out_uri"], classes, extra=extra)
     mlflow.log_dict(to_dict(cfg), "config.json")
     if mat is not None:
@@ -166,9 +189,10 @@ def _finish(model, cfg, classes, config: dict, mat) -> dict:
 
 
 def _setup(cfg, world: int, samples: int, device) -> tuple:
-    """(DDP-prepared model, optimizer, scaler, schedule state, first epoch); restored on resume."""
+    """(DDP-prepared model, optimizer, scaler, schedule state, first epoch, backbone weights
+    info); restored on resume."""
     restored = _restore()
-    model, optimizer = _build(cfg, restored)
+    model, optimizer, weights = _build(cfg, restored)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
     if restored is not None and restored.get("scaler"):
         scaler.load_state_dict(restored["scaler"])
@@ -176,10 +200,11 @@ def _setup(cfg, world: int, samples: int, device) -> tuple:
     schedule = {
         "step": int(restored["step"]) if restored else 0,
         "total": cfg.epochs * steps,
-        "base_lrs": [cfg.lr * cfg.backbone_lr_mult, cfg.lr],
+        "base_lrs": [cfg.lr * backbone_lr_mult(cfg), cfg.lr],
     }
     start_epoch = int(restored["epoch"]) + 1 if restored else 0
-    return ray.train.torch.prepare_model(model), optimizer, scaler, schedule, start_epoch
+    prepared = ray.train.torch.prepare_model(model)
+    return prepared, optimizer, scaler, schedule, start_epoch, weights
 
 
 def _start_mlflow(cfg, config: dict, world: int, fresh: bool) -> None:
@@ -188,7 +213,14 @@ def _start_mlflow(cfg, config: dict, world: int, fresh: bool) -> None:
     mlflow.start_run(run_id=config["run_id"])
     if fresh:
         tracking.log_config(cfg)
-        extra = {"labels_uri": config["labels_uri"], "train_samples": config["samples"]}
+        weights = config.get("backbone_weights") or {}
+        extra = {
+            "labels_uri": config["labels_uri"],
+            "train_samples": config["samples"],
+            "weights_origin": weights.get("origin", "none"),
+            "weights_sha256": weights.get("sha256", "none"),
+            "backbone_lr_mult_effective": backbone_lr_mult(cfg),
+        }
         mlflow.log_params({**extra, "workers": world})
 
 
@@ -210,7 +242,10 @@ def train_loop(config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, context.get_local_world_size())))
     device = ray.train.torch.get_device()
-    model, optimizer, scaler, schedule, start = _setup(cfg, world, config["samples"], device)
+    model, optimizer, scaler, schedule, start, weights = _setup(
+        cfg, world, config["samples"], device
+    )
+    config = {**config, "backbone_weights": weights}
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
     pairs = []
     if cfg.val_collection:
@@ -228,7 +263,12 @@ def train_loop(config: dict) -> None:
         metrics = _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat)
         if rank == 0:
             tracking.log_metrics(metrics, step=epoch)
-        state = {"epoch": epoch, "step": schedule["step"], "mlflow_run_id": config["run_id"]}
+        state = {
+            "epoch": epoch,
+            "step": schedule["step"],
+            "mlflow_run_id": config["run_id"],
+            "backbone_weights": weights,
+        }
         _report(model, optimizer, scaler, cfg, classes, metrics, state, rank)
     if mat is None and cfg.val_collection:
         mat = _validate(model, pairs, cfg)
@@ -237,6 +277,7 @@ def train_loop(config: dict) -> None:
         "mlflow_run_id": config["run_id"],
         "samples_per_s": metrics.get("samples_per_s"),
         "val_miou": miou(mat) if mat is not None else None,
+        "backbone_weights": weights,
     }
     if rank == 0:  # Result.metrics only holds checkpointed reports: the summary goes to a file
         final.update(_finish(model, cfg, classes, config, mat))

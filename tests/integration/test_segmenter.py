@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mlflow_server import MlflowServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {
-    "model": {"width": 8, "aspp_channels": 16},
+TINY = {  # a tiny scratch ResNet for speed (the EfficientNet path: test_deeplab_backbones.py)
+    "model": {"backbone": "resnet", "width": 8, "aspp_channels": 16},
+    "pretrained": "none",
     "batch_size": 4,
     "crop_size": 64,
     "store_size": 96,
@@ -114,6 +115,7 @@ def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path, 
     assert client.get_model_version_by_alias("seg-test", "candidate").version == result["version"]
     run = client.get_run(result["mlflow_run_id"])
     assert {"loss", "lr", "val_miou"} <= set(run.data.metrics) and run.data.params["epochs"] == "2"
+    assert run.data.params["weights_origin"] == "none" and result["backbone_weights"] is None
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_miou")] == [0, 1]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,7 @@ from pipeline.models.deeplab import (
 )
 from pipeline.train.segmenter_data import augment_pair, letterbox
 
-TINY = {"depth": 18, "width": 8, "aspp_channels": 16, "num_classes": 5}
+TINY = {"backbone": "resnet", "depth": 18, "width": 8, "aspp_channels": 16, "num_classes": 5}
 
 
 @pytest.mark.parametrize("output_stride", [8, 16])
@@ -47,8 +49,9 @@ def test_aspp_has_one_branch_per_rate_plus_1x1_and_pooling():
 
 
 def test_rates_double_at_output_stride_8():
-    assert effective_rates(DeepLabConfig(output_stride=8, aspp_rates=(6, 12, 18))) == (12, 24, 36)
-    assert effective_rates(DeepLabConfig(output_stride=16, aspp_rates=(6, 12, 18))) == (6, 12, 18)
+    resnet = DeepLabConfig(backbone="resnet", aspp_rates=(6, 12, 18))
+    assert effective_rates(replace(resnet, output_stride=8)) == (12, 24, 36)
+    assert effective_rates(replace(resnet, output_stride=16)) == (6, 12, 18)
 
 
 def test_image_pooling_branch_is_constant_over_space():
@@ -61,7 +64,16 @@ def test_image_pooling_branch_is_constant_over_space():
 
 def test_invalid_output_stride_rejected():
     with pytest.raises(ValueError, match="output_stride"):
-        DeepLabConfig(output_stride=32)
+        DeepLabConfig(backbone="resnet", output_stride=32)
+    with pytest.raises(ValueError, match="output_stride"):
+        DeepLabConfig(backbone="efficientnet_lite0", output_stride=8)
+    with pytest.raises(ValueError, match="backbone"):
+        DeepLabConfig(backbone="vgg16")
+
+
+def test_rates_halve_at_output_stride_32():
+    cfg = DeepLabConfig(backbone="efficientnet_lite0", output_stride=32, aspp_rates=(6, 12, 18))
+    assert effective_rates(cfg) == (3, 6, 9)
 
 
 def test_poly_lr():
