@@ -31,7 +31,7 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
     )
     timings = {}
     started = time.time()
-    sample_data.generate(paths["collection"])
+    sample_data.generate(paths["collection"], photos=True)
     timings["generate"] = time.time() - started
     init_ray(ray_address)
     started = time.time()

@@ -13,6 +13,17 @@ import cv2
 import numpy as np
 
 CLASSES = ["background", "ball", "box"]
+PHOTO_CLASSES = ["cat", "person", "motorbike"]  # added to the label space with photos=True
+# Freely licensed photos inside scikit-image's wheel (skimage/data): file -> tags. They have no
+# ground truth; the report shows their labels. coffee and rocket are negatives (no demo class).
+PHOTOS = {
+    "chelsea.png": ["cat"],
+    "astronaut.png": ["person"],
+    "motorcycle_left.png": ["motorbike"],
+    "motorcycle_right.png": ["motorbike"],
+    "coffee.png": [],
+    "rocket.jpg": [],
+}
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -79,7 +90,31 @@ def make_video(
     return images, gts
 
 
-def generate(root: str, images: int = 48, videos: int = 2, seed: int = 0) -> str:
+def photo_rows(root: str) -> list[dict]:
+    """Copy the PHOTOS from the installed scikit-image into root/media; their manifest rows
+    (none when scikit-image is not installed)."""
+    try:
+        import skimage.data
+    except ImportError:
+        return []
+    folder = os.path.dirname(skimage.data.__file__)
+    rows = []
+    for name, tags in PHOTOS.items():
+        source = os.path.join(folder, name)
+        if not os.path.exists(source):
+            continue
+        item_id = "photo_" + os.path.splitext(name)[0]
+        target = os.path.join(root, "media", item_id + os.path.splitext(name)[1])
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            dst.write(src.read())
+        rows.append({"id": item_id, "uri": os.path.relpath(target, root), "kind": "image",
+                     "tags": tags})  # fmt: skip
+    return rows
+
+
+def generate(
+    root: str, images: int = 48, videos: int = 2, seed: int = 0, photos: bool = False
+) -> str:
     """Write the collection under root (manifest.jsonl, classes.json, media/, gt/); returns root."""
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(root, "media"), exist_ok=True)
@@ -117,8 +152,10 @@ def generate(root: str, images: int = 48, videos: int = 2, seed: int = 0) -> str
                 "tags": [CLASSES[label]],
             }
         )
+    if photos:
+        rows += photo_rows(root)
     with open(os.path.join(root, "manifest.jsonl"), "w") as manifest:
         manifest.writelines(json.dumps(row) + "\n" for row in rows)
     with open(os.path.join(root, "classes.json"), "w") as classes:
-        json.dump(CLASSES, classes)
+        json.dump(CLASSES + PHOTO_CLASSES if photos else CLASSES, classes)
     return root
