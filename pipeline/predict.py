@@ -27,7 +27,7 @@ from pipeline.collection import Item
 from pipeline.config import flatten
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
 from pipeline.label_config import AUTO, StageResources
-from pipeline.models.classifier import normalize
+from pipeline.models.classifier import input_stats, normalize
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.output import encode_png, status_counts, write_manifest, write_run_json
 from pipeline.rows import dumps
@@ -69,7 +69,10 @@ def segment(
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, size, interpolation=interp) if size != (width, height) else image
     device = next(model.parameters()).device
-    x = normalize(torch.from_numpy(np.ascontiguousarray(resized))[None].to(device))
+    x = normalize(
+        torch.from_numpy(np.ascontiguousarray(resized))[None].to(device),
+        input_stats(getattr(model, "backbone", model)),
+    )
     logits = F.interpolate(model(x).float(), size=out_shape, mode="bilinear", align_corners=False)[
         0
     ]

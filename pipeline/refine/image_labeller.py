@@ -1,7 +1,8 @@
 """Image pseudo-labels from tags, CAMs and class-agnostic cues: one entry point, three methods.
 
-- ``cam_crf``: CAM against a constant background score, dense CRF, unsure pixels -> ignore.
-- ``objectness`` (default): saliency + GrabCut + CRF decide where, the CAM decides which tag.
+- ``cam_crf`` (default): CAMs against a background score (1 - max CAM) ** 4, dense CRF, unsure
+  pixels -> ignore (IRN's recipe; needs CAMs that localise, i.e. a pretrained backbone).
+- ``objectness``: saliency + GrabCut + CRF decide where, the CAM decides which tag.
 - ``dsrg``: seeded region growing from confident saliency/CAM pixels.
 
 All methods run at ``work_side`` and the label map is upsampled (nearest) to the source size.
@@ -38,7 +39,8 @@ class CamCRFConfig:
 
 @dataclass(frozen=True)
 class ImageLabelConfig:
-    method: str = "objectness"  # "cam_crf" | "objectness" | "dsrg"; objectness is best on dev
+    method: str = "cam_crf"  # "cam_crf" | "objectness" | "dsrg": cam_crf with pretrained CAMs
+    # (docs/quality.md; objectness suits a from-scratch classifier whose CAMs do not localise)
     work_side: int = 320  # longer side (px) the methods run at; masks are upsampled after
     saliency: SaliencyConfig = field(default_factory=SaliencyConfig)  # colour saliency cue
     cam_crf: CamCRFConfig = field(default_factory=CamCRFConfig)  # settings of "cam_crf"

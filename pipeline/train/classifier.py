@@ -26,13 +26,13 @@ from pipeline import tracking
 from pipeline.collection import read_collection
 from pipeline.models.classifier import ModelConfig
 from pipeline.train.augment import AugmentConfig
-from pipeline.train.finetune import FINETUNE_MODES, positive_weights
 from pipeline.train.classifier_data import TrainingSet, load_training_set  # noqa: F401 (re-exported)
 from pipeline.train.classifier_loop import (  # noqa: F401 (some only re-exported: the entry point)
     average_precision,
     per_class_ap,
     train_loop,
 )
+from pipeline.train.finetune import FINETUNE_MODES, positive_weights
 
 log = logging.getLogger(__name__)
 

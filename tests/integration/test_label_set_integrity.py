@@ -85,7 +85,7 @@ def test_another_config_is_refused_before_any_work_and_overwrite_starts_over(col
     dsrg = PseudoLabelConfig(
         image=type(CFG.image)(method="dsrg"), resources=CFG.resources
     )  # the rerun: same --out, another image method
-    with pytest.raises(LabelSetError, match=r"was made with image.method='objectness', this run"):
+    with pytest.raises(LabelSetError, match=r"was made with image.method='cam_crf', this run"):
         run_pseudo_label(str(root), None, str(out), dsrg)
     assert _parts(out) == parts_before  # nothing was labelled
     info = run_pseudo_label(str(root), None, str(out), dsrg, overwrite=True)

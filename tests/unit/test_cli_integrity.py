@@ -85,7 +85,7 @@ def test_rerun_with_another_config_names_the_difference(collection, tmp_path, ca
     line = _fails(capsys, "pseudo-label", "--collection", collection, "--model", "none",
                   "--out", str(out), "--config", str(config))  # fmt: skip
     assert line.endswith(
-        f"LabelSetError: {out} was made with image.method='objectness', this run has "
+        f"LabelSetError: {out} was made with image.method='cam_crf', this run has "
         "image.method='dsrg'; rerun with --overwrite to start over or choose another --out"
     )
     assert (out / schema.PARTS_DIR / "p.parquet").exists()

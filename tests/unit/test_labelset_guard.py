@@ -46,7 +46,7 @@ def test_the_difference_names_the_model_then_the_config_then_the_code():
         "was made by model m.pt (sha256 abababababab..), this run uses new.pt (sha256 cdcdcdcdcdcd..)"
     )
     config = fingerprint_difference(old, _record(image={"method": "dsrg"}))
-    assert config == "was made with image.method='objectness', this run has image.method='dsrg'"
+    assert config == "was made with image.method='cam_crf', this run has image.method='dsrg'"
     code = fingerprint_difference(old, _record(version="0.1.0+def"))
     assert code == "was made by code version 0.1.0+abc, this run is 0.1.0+def"
 
@@ -74,7 +74,7 @@ def test_a_rerun_resumes_only_the_same_fingerprint(tmp_path):
     with pytest.raises(LabelSetError) as error, claim(str(out), _record(image={"method": "dsrg"})):
         pass
     assert str(error.value) == (
-        f"{out} was made with image.method='objectness', this run has image.method='dsrg'; "
+        f"{out} was made with image.method='cam_crf', this run has image.method='dsrg'; "
         "rerun with --overwrite to start over or choose another --out"
     )
     assert (out / schema.MASKS_DIR / "a.png").exists()  # refused before touching anything

@@ -69,9 +69,20 @@ def test_cam_weight_moves_the_mask_towards_the_cam_and_conflicts_become_ignore()
 
     def labels(weight: float) -> np.ndarray:
         obj = dataclasses.replace(ImageLabelConfig().objectness, cam_weight=weight, cam_low=0.05)
-        return label_image(image, cam, [13], ImageLabelConfig(objectness=obj))
+        return label_image(image, cam, [13], ImageLabelConfig(method="objectness", objectness=obj))
 
     by_saliency, by_cam = labels(0.0), labels(0.9)
     assert iou(by_saliency != 0, disc) > 0.8
     assert (by_saliency[disc] == IGNORE).mean() > 0.5  # salient but the CAM is silent there
     assert ((by_cam == 13) & target).sum() > 4 * ((by_saliency == 13) & target).sum() + 10
+
+
+def test_background_score_is_low_where_a_cam_fires_and_constant_without_power():
+    from pipeline.refine.image_labeller import CamCRFConfig, background_score
+
+    cams = np.zeros((2, 4, 4), np.float32)
+    cams[0, 0, 0], cams[1, 0, 1] = 1.0, 0.5
+    bg = background_score(cams, CamCRFConfig(bg_power=4.0))
+    assert bg[0, 0] == 0.0 and bg[0, 1] == pytest.approx(0.5**4) and bg[3, 3] == 1.0
+    flat = background_score(cams, CamCRFConfig(bg_power=0.0, bg_score=0.3))
+    assert np.all(flat == np.float32(0.3))
