@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 from pipeline import sample_data, storage
+from pipeline.progress import stage
 from pipeline.settings import load_settings
 
 DEMO_EPOCHS = 12  # the synthetic shapes are easy; a dozen epochs gives usable CAMs on a laptop CPU
@@ -30,19 +30,19 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
         config, {"classifier.epochs": epochs or DEMO_EPOCHS, "classifier.tracking_uri": tracking}
     )
     timings = {}
-    started = time.time()
-    sample_data.generate(paths["collection"], photos=True)
-    timings["generate"] = time.time() - started
+    with stage("generate") as step:
+        sample_data.generate(paths["collection"], photos=True)
+    timings["generate"] = step.seconds()
     init_ray(ray_address)
-    started = time.time()
-    trained = train_classifier(paths["collection"], paths["model"], cfg.classifier)
-    timings["train-classifier"] = time.time() - started
-    started = time.time()
-    # the classifier was just retrained: labels of an earlier demo are not resumable
-    run_pseudo_label(
-        paths["collection"], paths["model"], paths["labels"], cfg.pseudo_label, overwrite=True
-    )
-    timings["pseudo-label"] = time.time() - started
+    with stage("train-classifier") as step:
+        trained = train_classifier(paths["collection"], paths["model"], cfg.classifier)
+    timings["train-classifier"] = step.seconds()
+    with stage("pseudo-label") as step:
+        # the demo retrains its classifier each time, so its labels always start over
+        run_pseudo_label(
+            paths["collection"], paths["model"], paths["labels"], cfg.pseudo_label, overwrite=True
+        )
+    timings["pseudo-label"] = step.seconds()
     result = evaluate_labels(paths["labels"], paths["collection"])
     storage.write_text(os.path.join(out, "evaluation.json"), json.dumps(result, indent=2))
     report = build_report(paths["labels"], paths["collection"])
