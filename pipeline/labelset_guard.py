@@ -83,6 +83,10 @@ def _short(sha: str) -> str:
     return sha if sha == "none" else f"{sha[:12]}.."
 
 
+def _release(version: str | None) -> str:
+    return str(version).split("+", 1)[0]
+
+
 def fingerprint_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     """What differs between a recorded fingerprint and this run's, in words; None when equal."""
     if any(old.get(k) != new.get(k) for k in MODEL_KEYS):
@@ -99,7 +103,9 @@ def fingerprint_difference(old: dict[str, Any], new: dict[str, Any]) -> str | No
             f"was made with {key}={old_cfg.get(key)!r}, this run has "
             f"{key}={new_cfg.get(key)!r}{more}"
         )
-    if old.get("code_version") != new["code_version"]:
+    # The release, not the commit: a scheduled retrain resumes its labels across deploys of
+    # one release (the commit stays recorded in run.json).
+    if _release(old.get("code_version")) != _release(new["code_version"]):
         return (
             f"was made by code version {old.get('code_version')}, this run is {new['code_version']}"
         )

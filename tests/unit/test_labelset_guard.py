@@ -47,8 +47,9 @@ def test_the_difference_names_the_model_then_the_config_then_the_code():
     )
     config = fingerprint_difference(old, _record(image={"method": "dsrg"}))
     assert config == "was made with image.method='cam_crf', this run has image.method='dsrg'"
-    code = fingerprint_difference(old, _record(version="0.1.0+def"))
-    assert code == "was made by code version 0.1.0+abc, this run is 0.1.0+def"
+    assert fingerprint_difference(old, _record(version="0.1.0+def")) is None  # same release
+    code = fingerprint_difference(old, _record(version="0.2.0+def"))
+    assert code == "was made by code version 0.1.0+abc, this run is 0.2.0+def"
 
 
 def test_same_uri_retrained_model_differs_by_its_checksum():
