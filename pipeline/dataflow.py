@@ -17,6 +17,7 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from pipeline import schema
+from pipeline.checkpoint import load_payload
 from pipeline.collection import Collection
 from pipeline.config import flatten
 from pipeline.label_config import (
@@ -36,6 +37,7 @@ from pipeline.output import (
     write_run_json,
 )
 from pipeline.preflight import check_outcome, check_pseudo_label
+from pipeline.progress import progress_bar
 from pipeline.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
 
 log = logging.getLogger(__name__)
@@ -138,11 +140,16 @@ def _label(collection, model_uri, out_uri, cfg: PseudoLabelConfig, started: floa
     if todo:
         todo_collection = dataclasses.replace(collection, items=tuple(todo))
         dataset = build_dataset(todo_collection, model_uri, out_uri, cfg, res, skip)
-        for batch in dataset.iter_batches(batch_size=256, batch_format="numpy"):
-            new_rows += len(batch[schema.ID])
-            for name, column in batch.items():
-                if name.startswith(schema.TIMING_PREFIX):
-                    seconds[name.removeprefix(schema.TIMING_PREFIX)] += float(column.sum())
+        items_seen: set[str] = set()  # bounded by the items, like the rows themselves
+        with progress_bar("pseudo-label", total=len(todo), unit="items") as bar:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                new_rows += len(batch[schema.ID])
+                fresh = {str(g).split("#", 1)[0] for g in batch[schema.GROUP]} - items_seen
+                items_seen |= fresh
+                bar.update(len(fresh))
+                for name, column in batch.items():
+                    if name.startswith(schema.TIMING_PREFIX):
+                        seconds[name.removeprefix(schema.TIMING_PREFIX)] += float(column.sum())
     rows = merge_rows(read_previous_rows(out_uri))
     rows = rows + _lost_rows(collection, rows)
     write_manifest(out_uri, rows)
@@ -176,10 +183,18 @@ def _lost_rows(collection: Collection, rows: list[dict]) -> list[dict]:
     ]
 
 
+def _backbone_weights(model_uri: str | None) -> dict | None:
+    """The classifier backbone's initial weights (origin, sha256) as its checkpoint records them."""
+    if not model_uri:
+        return None
+    return load_payload(model_uri).get("backbone_weights")
+
+
 def _run_info(collection, model_uri, cfg, res, rows, seconds, started, new_rows) -> dict[str, Any]:
     return {
         "collection": collection.root,
         "model_uri": model_uri,
+        "model_weights": _backbone_weights(model_uri),
         "code_version": code_version(),
         "config": flatten(cfg),
         "resources": dataclasses.asdict(res),
