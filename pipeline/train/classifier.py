@@ -63,6 +63,9 @@ class ClassifierTrainConfig:
     workers: int = 2  # Ray Train workers (data-parallel)
     cpus_per_worker: float = 1.0  # logical CPUs each worker reserves; torch threads follow it
     use_gpu: bool | str = "auto"  # True, False or "auto" (GPUs in ray.cluster_resources())
+    video_frames: bool = False  # train on sampled video frames with their video's tags. Off: an
+    # intro shot carries the tag too, and a head on frozen features memorises it, so the frame
+    # relevance filter then keeps the intro (dev web_car: 0/20 intro frames filtered with, 20/20 without)
     video_frame_stride: int = 8  # every n-th video frame joins training with the video's tags
     max_frames_per_video: int = 16  # cap so long videos do not swamp the images
     seed: int = 0  # weights, shuffling and augmentation

@@ -62,13 +62,15 @@ def store_size(cfg: ClassifierTrainConfig) -> int:
 def load_training_set(
     collection: Collection, cfg: ClassifierTrainConfig, threads: int = 4
 ) -> TrainingSet:
-    """Decode every usable item (video frames sampled) into squashed squares + multi-hot targets."""
+    """Decode every usable item (video frames sampled when cfg.video_frames; otherwise videos are
+    left out) into squashed squares + multi-hot targets."""
     size = store_size(cfg)
     num_classes = len(collection.classes) - 1
+    items = [i for i in collection.items if cfg.video_frames or i.kind != schema.KIND_VIDEO]
     with ThreadPoolExecutor(threads) as pool:
-        decoded = list(pool.map(lambda item: _try_decode(item, size, cfg), collection.items))
+        decoded = list(pool.map(lambda item: _try_decode(item, size, cfg), items))
     images, targets, skipped = [], [], {}
-    for item, result in zip(collection.items, decoded, strict=True):
+    for item, result in zip(items, decoded, strict=True):
         if isinstance(result, str) or not result:
             skipped[item.id] = result or "no frames"
             continue
@@ -77,5 +79,8 @@ def load_training_set(
         images += result
         targets += [target] * len(result)
     if not images:
-        raise ValueError(f"no usable training items in {collection.root} ({len(skipped)} skipped)")
+        raise ValueError(
+            f"no usable training items in {collection.root} ({len(skipped)} skipped; a collection "
+            "of videos only needs classifier.video_frames: true)"
+        )
     return TrainingSet(np.stack(images), np.stack(targets), skipped)

@@ -51,7 +51,7 @@ def test_one_epoch_writes_a_loadable_model_and_an_mlflow_run(ray_session, tmp_pa
         model=ModelConfig(backbone="resnet", depth=18, width=16, output_stride=16), epochs=1, batch_size=4,
         image_size=64, workers=2, video_frame_stride=20, max_frames_per_video=2,
         tracking_uri=tracking_uri, storage_path=str(tmp_path / "ray"),
-        pretrained=str(pretrained), finetune="full",
+        pretrained=str(pretrained), finetune="full", video_frames=True,
     )  # fmt: skip
     summary = train_classifier(str(_subset_manifest(tmp_path)), str(tmp_path / "model"), cfg)
 
@@ -91,6 +91,7 @@ def test_default_head_fit_on_imagenet_lite0_records_its_weights(ray_session, tmp
         max_frames_per_video=2, tracking_uri=tracking_uri, storage_path=str(tmp_path / "ray"),
     )  # fmt: skip
     summary = train_classifier(str(_subset_manifest(tmp_path)), str(tmp_path / "m.pt"), cfg)
+    assert summary["train_items"] == 10  # images only: video frames are off by default
 
     # A linear head on ImageNet features separates a dozen training items; from scratch it cannot.
     assert summary["map"] > 0.9, summary["per_class_ap"]

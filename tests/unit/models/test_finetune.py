@@ -71,3 +71,18 @@ def test_config_rejects_combinations_that_cannot_work():
         ClassifierTrainConfig(finetune="some")
     with pytest.raises(ValueError, match="no packaged ImageNet weights for resnet"):
         ClassifierTrainConfig(model=ModelConfig(backbone="resnet"))
+
+
+def test_videos_join_classifier_training_only_when_asked(tmp_path):
+
+    from pipeline.collection import read_collection
+    from pipeline.sample_data import generate
+    from pipeline.train.classifier_data import load_training_set
+
+    collection = read_collection(generate(str(tmp_path / "c"), images=2, videos=1))
+    images_only = load_training_set(collection, ClassifierTrainConfig(head_sizes=(32,)))
+    with_frames = load_training_set(
+        collection, ClassifierTrainConfig(head_sizes=(32,), video_frames=True)
+    )
+    assert len(images_only.images) == 2 and images_only.images.shape[1:] == (32, 32, 3)
+    assert len(with_frames.images) > 2 and not images_only.skipped
