@@ -15,7 +15,7 @@ from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
 from pipeline.predict import PredictConfig, run_predict
 from pipeline.sample_data import generate
 
-TINY = DeepLabConfig(width=8, aspp_channels=8, num_classes=3)
+TINY = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
 
 
 @pytest.fixture(scope="module")

@@ -115,6 +115,8 @@ def test_real_retrain_twice_new_data_then_none(tmp_path, ray_session):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sections = {
         "segmenter": {
+            "model": {"backbone": "resnet", "width": 8, "aspp_channels": 16},
+            "pretrained": "none",
             "epochs": 1,
             "store_size": 128,
             "crop_size": 96,

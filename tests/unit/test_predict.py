@@ -18,7 +18,7 @@ from pipeline.predict import PredictConfig, run_predict, segment
 from pipeline.registry import load_segmenter
 from pipeline.sample_data import generate
 
-TINY = DeepLabConfig(width=8, aspp_channels=8, num_classes=3)
+TINY = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
 ON_DRIVER = StageResources(actors=0)  # no Ray in unit tests; the actor pool is an integration test
 
 

@@ -27,7 +27,7 @@ from pipeline.preflight import (
 )
 from pipeline.sample_data import CLASSES, generate
 
-TINY_SEG = DeepLabConfig(width=8, aspp_channels=8, num_classes=3)
+TINY_SEG = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
 ON_DRIVER = PredictConfig(long_side=32, resources=StageResources(actors=0))
 
 
