@@ -20,6 +20,6 @@ def test_demo_collection_adds_the_installed_real_photos_with_their_tags(tmp_path
 
 
 def test_without_photos_the_label_space_is_the_synthetic_one(tmp_path):
-    root = generate(str(tmp_path / "c"), images=2, videos=0)
+    generate(str(tmp_path / "c"), images=2, videos=0)
     assert json.loads((tmp_path / "c" / "classes.json").read_text()) == CLASSES
     assert not list((tmp_path / "c" / "media").glob("photo_*"))
