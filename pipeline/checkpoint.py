@@ -18,7 +18,7 @@ from torch import nn
 from pipeline import storage
 from pipeline.models.backbone import LoadReport, ResNet, load_backbone_state
 from pipeline.models.classifier import CamClassifier, ModelConfig
-from pipeline.models.pretrained import IMAGENET_HEAD_PREFIX, WeightsError, WeightsInfo
+from pipeline.models.pretrained import WeightsError, WeightsInfo, load_strict
 
 MODEL_FILE = "model.pt"
 
@@ -102,13 +102,7 @@ def load_user_backbone(backbone: nn.Module, uri: str) -> WeightsInfo:
     if isinstance(backbone, ResNet):
         _check_fraction(load_backbone_state(backbone, state), uri)
     else:
-        body = {k: v for k, v in state.items() if not k.startswith(IMAGENET_HEAD_PREFIX)}
-        result = backbone.load_state_dict(body, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise WeightsError(
-                f"weights {uri} do not fit the backbone: missing {result.missing_keys[:3]}, "
-                f"unexpected {result.unexpected_keys[:3]}"
-            )
+        load_strict(backbone, state, uri)
     return WeightsInfo(origin=uri, sha256=hashlib.sha256(data).hexdigest())
 
 

@@ -64,17 +64,21 @@ def weights_path(backbone: str) -> str:
     return getattr(module, class_name).get_model_file_path()
 
 
-def load_backbone_weights(backbone: nn.Module, name: str) -> WeightsInfo:
-    """Load the packaged ImageNet weights of `name` into `backbone` strictly, in place."""
-    path = weights_path(name)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def load_strict(backbone: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Every backbone tensor from state (its ImageNet `_fc.` head dropped), nothing left over."""
     body = {k: v for k, v in state.items() if not k.startswith(IMAGENET_HEAD_PREFIX)}
     result = backbone.load_state_dict(body, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise WeightsError(
-            f"{path} does not fit {name}: missing {result.missing_keys[:3]}, "
+            f"weights {source} do not fit the backbone: missing {result.missing_keys[:3]}, "
             f"unexpected {result.unexpected_keys[:3]}"
         )
+
+
+def load_backbone_weights(backbone: nn.Module, name: str) -> WeightsInfo:
+    """Load the packaged ImageNet weights of `name` into `backbone` strictly, in place."""
+    path = weights_path(name)
+    load_strict(backbone, torch.load(path, map_location="cpu", weights_only=True), path)
     package = PACKAGES[name][0].replace("_", "-")
     file_name = path.replace("\\", "/").rsplit("/", 1)[-1]
     return WeightsInfo(origin=f"package:{package}/{file_name}", sha256=sha256_of_file(path))
