@@ -26,15 +26,31 @@ def collection(tmp_path_factory):
     return generate(str(tmp_path_factory.mktemp("coll")), images=2, videos=0)
 
 
-def _ray_started() -> bool:
+def _ray_running() -> bool:
     return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+_RAY_STARTS: list = []
+
+
+@pytest.fixture(autouse=True)
+def count_ray_starts(monkeypatch):
+    """Record every runtime.init_ray the command under test makes: integration tests may share this
+    process and its Ray, so `ray.is_initialized()` alone cannot tell whether the command started it."""
+    from pipeline import runtime
+
+    real = runtime.init_ray
+    _RAY_STARTS.clear()
+    monkeypatch.setattr(runtime, "init_ray", lambda *a, **k: (_RAY_STARTS.append(a), real(*a, **k)))
 
 
 def _fails(capsys, *argv: str) -> str:
     """Run webseg in this process; the one error line it printed (exit status 1, Ray not started)."""
+    ray_before = _ray_running()
     code = cli.main(list(argv))
     err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err and not _ray_started(), err
+    assert code == 1 and "Traceback" not in err, err
+    assert not _RAY_STARTS and (ray_before or not _ray_running()), f"Ray was started: {err}"
     lines = [line for line in err.splitlines() if " error: " in line]
     assert len(lines) == 1, err
     return lines[0]
