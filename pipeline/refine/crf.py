@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import pydensecrf.densecrf as dcrf
 
@@ -17,6 +18,11 @@ class CRFConfig:
     bilateral_srgb: float = 13.0  # appearance kernel colour bandwidth (0-255 RGB units)
     bilateral_compat: float = 8.0  # appearance kernel weight
     prob_floor: float = 1e-5  # probabilities are clipped here before -log (avoids inf unaries)
+    scale: float = 1.0  # share of the size the CRF runs at (kernels scaled); 0.5: fast path
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.scale <= 1.0:
+            raise ValueError(f"crf.scale must be in (0, 1], not {self.scale}")
 
 
 def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig) -> np.ndarray:
@@ -31,13 +37,26 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig) -> np.ndarra
         raise ValueError(f"image {image.shape[:2]} and probs {probs.shape[1:]} differ in size")
     if n_labels == 1:
         return np.ones_like(probs, dtype=np.float32)
+    h, w = max(1, round(height * cfg.scale)), max(1, round(width * cfg.scale))
+    if (h, w) == (height, width):
+        return _mean_field(image, probs, cfg, 1.0)
+    small_image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    small_probs = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA) for p in probs])
+    q = _mean_field(small_image, small_probs, cfg, w / width)
+    up = np.stack([cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR) for p in q])
+    return up / np.maximum(up.sum(axis=0, keepdims=True), 1e-12)
+
+
+def _mean_field(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig, scale: float) -> np.ndarray:
+    """pydensecrf on CxHxW probs at their own size; spatial kernel widths multiplied by scale."""
+    n_labels, height, width = probs.shape
     clipped = np.clip(probs.astype(np.float32), cfg.prob_floor, 1.0)
     unary = np.ascontiguousarray(-np.log(clipped).reshape(n_labels, -1))
     crf = dcrf.DenseCRF2D(width, height, n_labels)
     crf.setUnaryEnergy(unary)
-    crf.addPairwiseGaussian(sxy=cfg.gaussian_sxy, compat=cfg.gaussian_compat)
+    crf.addPairwiseGaussian(sxy=max(cfg.gaussian_sxy * scale, 0.5), compat=cfg.gaussian_compat)
     crf.addPairwiseBilateral(
-        sxy=cfg.bilateral_sxy,
+        sxy=cfg.bilateral_sxy * scale,
         srgb=cfg.bilateral_srgb,
         rgbim=np.ascontiguousarray(image.astype(np.uint8)),
         compat=cfg.bilateral_compat,

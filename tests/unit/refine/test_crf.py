@@ -35,3 +35,22 @@ def test_single_label_and_size_mismatch():
     except ValueError:
         return
     raise AssertionError("expected ValueError for mismatched sizes")
+
+
+def test_half_scale_fast_path_returns_full_size_posteriors_that_still_clean_edges():
+    image, disc = make_disc_scene()
+    probs = _noisy_probs(disc)
+    fast = dense_crf(image, probs, CRFConfig(scale=0.5))
+    assert fast.shape == probs.shape and fast.dtype == np.float32
+    np.testing.assert_allclose(fast.sum(axis=0), 1.0, atol=1e-4)
+    assert iou(fast[1] > 0.5, disc) > 0.85 > iou(probs[1] > 0.5, disc)
+
+
+def test_scale_outside_zero_to_one_is_refused():
+    for bad in (0.0, 1.5, -1.0):
+        try:
+            CRFConfig(scale=bad)
+        except ValueError as error:
+            assert "crf.scale" in str(error)
+            continue
+        raise AssertionError(f"scale {bad} accepted")
