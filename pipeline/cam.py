@@ -1,7 +1,8 @@
 """Class activation maps and class scores from a CamClassifier (torch; no Ray, no I/O).
 
-Images of any size are resized to a fixed short side (aspect kept); images that end up the same size
-(frames of one video, typically) run through the network together. Maps from several scales and the
+Images of any size are resized to a fixed short side (aspect kept, both sides rounded to a
+multiple of ``size_bucket``), so that images of similar shape (not only the frames of one video)
+end up the same size and run through the network together. Maps from several scales and the
 horizontal flip are brought to the scale-1 feature resolution and averaged. With
 ``stochastic_passes`` the maps are a FickleNet-style ensemble (Lee et al., CVPR 2019): the class
 head runs that many times on the features with a random subset of hidden units dropped, and the
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,7 @@ class CamConfig:
     scales: tuple[float, ...] = (1.0,)  # multi-scale inference: e.g. (0.5, 1.0, 1.5, 2.0) as in IRN
     flip: bool = True  # also run the horizontally flipped image and average
     batch_size: int = 8  # images per forward pass (same-size images only)
+    size_bucket: int = 0  # round sides to multiples of this: mixed sizes share a batch (GPU)
     max_long_side: int = 1280  # cap on the long side at scale 1.0 (very wide panoramas)
     stochastic_passes: int = 8  # FickleNet-style random-dropout passes of the head; 0 = off
     stochastic_dropout: float = 0.5  # share of hidden units each pass drops
@@ -35,6 +38,8 @@ class CamConfig:
     def __post_init__(self) -> None:
         if self.stochastic_passes < 0:
             raise ValueError(f"stochastic_passes must be >= 0, got {self.stochastic_passes}")
+        if self.size_bucket < 0:
+            raise ValueError(f"size_bucket must be >= 0, got {self.size_bucket}")
         if not 0.0 <= self.stochastic_dropout < 1.0:
             raise ValueError(f"stochastic_dropout must be in [0, 1), got {self.stochastic_dropout}")
 
@@ -44,6 +49,19 @@ def working_size(height: int, width: int, cfg: CamConfig, scale: float = 1.0) ->
     factor = cfg.input_size / min(height, width)
     factor = min(factor, cfg.max_long_side / max(height, width)) * scale
     return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def bucketed(image: np.ndarray, cfg: CamConfig) -> np.ndarray:
+    """HxWx3 uint8 -> the image at its scale-1 working size with both sides rounded to a multiple
+    of cfg.size_bucket (unchanged when size_bucket is 0), so similar shapes share one batch."""
+    if not cfg.size_bucket:
+        return image
+    step = cfg.size_bucket
+    h, w = (max(step, round(side / step) * step) for side in working_size(*image.shape[:2], cfg))
+    if (h, w) == image.shape[:2]:
+        return image
+    shrink = h * w < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _feature_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -138,11 +156,12 @@ def compute_cams(
     if len(images) != len(tag_ids):
         raise ValueError(f"{len(images)} images but {len(tag_ids)} tag lists")
     model.eval()
+    for image in images:
+        _check_image(image)
+    images = [bucketed(image, cfg) for image in images]
     cams: list[np.ndarray | None] = [None] * len(images)
     scores: list[np.ndarray | None] = [None] * len(images)
     for indices in _batches(images, cfg.batch_size):
-        for image in (images[i] for i in indices):
-            _check_image(image)
         maps, logits = _maps_and_logits(model, np.stack([images[i] for i in indices]), cfg, device)
         for row, index in enumerate(indices):
             _check_tags(tag_ids[index], maps.shape[1])
@@ -168,9 +187,10 @@ def class_scores(
     """N x C float32 sigmoid probabilities of ALL foreground classes (column c = label c + 1)."""
     model.eval()
     out = np.zeros((len(images), model.cfg.num_classes), dtype=np.float32)
+    for image in images:
+        _check_image(image)
+    images = [bucketed(image, cfg) for image in images]
     for indices in _batches(images, cfg.batch_size):
-        for image in (images[i] for i in indices):
-            _check_image(image)
         _, logits = _maps_and_logits(model, np.stack([images[i] for i in indices]), cfg, device)
         out[indices] = torch.sigmoid(logits).float().cpu().numpy()
     return out

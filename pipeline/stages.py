@@ -104,24 +104,32 @@ class CamStage:
             self.model, _, _ = load_classifier(model_uri, device=self.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = []
-        for row in iter_rows(batch):
-            started = time.perf_counter()
-            row[schema.CAM], row[schema.TAG_SCORES] = self._cams(row)
-            row[f"{schema.TIMING_PREFIX}cam"] = time.perf_counter() - started
-            rows.append(row)
+        """All frames of the batch's live rows go through compute_cams together (it batches
+        same-size images), so the network sees full batches, not one row at a time."""
+        started = time.perf_counter()
+        rows = list(iter_rows(batch))
+        live = [r for r in rows if self.model is not None and r[schema.STATUS] != schema.FAILED]
+        frames = [frame for r in live for frame in r[schema.FRAMES]]
+        tags = [loads(r[schema.TAG_IDS]) for r in live for _ in r[schema.FRAMES]]
+        cams, scores = (
+            compute_cams(self.model, frames, tags, self.cfg, self.device) if frames else ([], [])
+        )
+        share = (time.perf_counter() - started) / max(1, len(frames))
+        for row in rows:
+            row[schema.CAM], row[schema.TAG_SCORES] = _no_cams(len(row[schema.FRAMES]))
+            row[f"{schema.TIMING_PREFIX}cam"] = 0.0
+        at = 0
+        for row in live:
+            n = len(row[schema.FRAMES])
+            row[schema.CAM] = np.stack(cams[at : at + n]).astype(np.float32)
+            row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
+            row[f"{schema.TIMING_PREFIX}cam"] = share * n
+            at += n
         return to_batch(rows, TENSORS)
 
-    def _cams(self, row: dict) -> tuple[np.ndarray, np.ndarray]:
-        frames, tag_ids = row[schema.FRAMES], loads(row[schema.TAG_IDS])
-        if self.model is None or row[schema.STATUS] == schema.FAILED:
-            return np.zeros((len(frames), 0, 1, 1), np.float32), np.zeros(
-                (len(frames), 0), np.float32
-            )
-        cams, scores = compute_cams(
-            self.model, list(frames), [tag_ids] * len(frames), self.cfg, device=self.device
-        )
-        return np.stack(cams).astype(np.float32), np.stack(scores).astype(np.float32)
+
+def _no_cams(n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((n_frames, 0, 1, 1), np.float32), np.zeros((n_frames, 0), np.float32)
 
 
 def _device() -> str:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cam import CamConfig, class_scores, compute_cams, working_size
+from pipeline.cam import CamConfig, bucketed, class_scores, compute_cams, working_size
 from pipeline.models.classifier import CamClassifier, ModelConfig
 
 CFG = CamConfig(input_size=64, scales=(1.0,), flip=False, batch_size=4)
@@ -83,3 +83,21 @@ def test_bad_inputs_are_refused(model):
         compute_cams(model, [np.zeros((32, 32), np.uint8)], [[1]], CFG)
     with pytest.raises(ValueError, match="tag lists"):
         compute_cams(model, [_image(32, 32)], [], CFG)
+
+
+def test_size_buckets_put_similar_shapes_in_one_batch_without_changing_maps(model):
+    images = [_image(60, 100, 7), _image(64, 96, 8), _image(66, 90, 9)]
+    buckets = CamConfig(input_size=64, scales=(1.0,), flip=False, batch_size=4, size_bucket=32)
+    assert {bucketed(im, buckets).shape for im in images} == {(64, 96, 3)}
+    assert bucketed(images[0], CFG) is images[0]  # size_bucket 0 (the default): exact sizes
+    tags = [[1, 2]] * 3
+    alone = [compute_cams(model, [im], [t], buckets)[0][0] for im, t in zip(images, tags, strict=True)]
+    together, _ = compute_cams(model, images, tags, buckets)
+    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(alone, together, strict=True))
+    exact, _ = compute_cams(model, images, tags, CFG)
+    assert exact[0].shape == (2, 4, 7) and together[0].shape == (2, 4, 6)
+
+
+def test_negative_size_bucket_is_refused():
+    with pytest.raises(ValueError, match="size_bucket"):
+        CamConfig(size_bucket=-1)
