@@ -22,7 +22,10 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from importlib import metadata
 
@@ -159,25 +162,51 @@ def _answer_version_early(argv: list[str] | None) -> None:
     early.parse_known_args(argv)
 
 
+# Commands whose output is resumed by running them again; an interrupted run says so.
+RESUMABLE = ("pseudo-label", "predict")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `kill`, `ray job stop`) handled like Ctrl-C: unwind, release, report."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _interrupted(args: argparse.Namespace, error: KeyboardInterrupt, seconds: float) -> int:
+    how = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+    line = f"webseg {args.command}: {how} after {seconds:.1f} s"
+    if args.command in RESUMABLE and getattr(args, "out", None):
+        line += f"; what was written to {args.out} is kept: run the same command again to resume"
+    print(line, file=sys.stderr)
+    return 143 if isinstance(error, Terminated) else 130
+
+
 def main(argv: list[str] | None = None) -> int:
     _answer_version_early(argv)
     args = build_parser().parse_args(argv)
     _configure(args)
     handler: Callable[[argparse.Namespace], object] = args.handler
+    started = time.monotonic()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         if args.command in UNTIMED:
             result = handler(args)
         else:
             with stage(args.command, unit=""):
                 result = handler(args)
-    except KeyboardInterrupt:
-        print("webseg: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        return _interrupted(args, error, time.monotonic() - started)
     except Exception as error:  # one line for the user; the traceback with --verbose
         if args.verbose:
             log.exception("failed")
         print(f"webseg {args.command}: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     _print_result(result)
     return 0
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import ray
 
@@ -35,6 +39,26 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start or join Ray once per process; a local Ray gets the driver's S3/MLflow environment."""
     if ray.is_initialized():
         return
+    with _callers_sigterm_handler_kept():
+        _init(address, num_cpus)
+
+
+@contextmanager
+def _callers_sigterm_handler_kept() -> Iterator[None]:
+    """ray.init replaces the driver's SIGTERM handler with sys.exit; a caller that installed its
+    own (the CLI: report, release the label-set lock, say how to resume) keeps it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(before):
+            signal.signal(signal.SIGTERM, before)
+
+
+def _init(address: str | None, num_cpus: int | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     job_env = _job_env_vars()
     # inside a submitted job, Ray refuses a ray.init env var that the job's runtime env also sets

@@ -207,6 +207,31 @@ def test_driver_killed_mid_job_then_rerun_loses_and_duplicates_nothing(good, ray
     assert manifest(out) == baseline
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_keeps_parts_says_how_to_resume_and_a_rerun_resumes(
+    good, ray_address, tmp_path, signum, code
+):
+    collection, baseline = good
+    out = str(tmp_path / "labels")
+    job = subprocess.Popen(cli_command(collection, out, ray_address), cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: len(parts(out)) >= 1, PATIENCE_S, "a first manifest part", job)
+        job.send_signal(signum)
+        _, err = job.communicate(timeout=120)
+    finally:
+        job.kill()
+    assert job.returncode == code, err
+    assert "Traceback" not in err and "run the same command again to resume" in err, err
+    assert not os.path.exists(os.path.join(out, "_lock.json")), "the lock was not released"
+    done_before = sum(read_table(p).num_rows for p in parts(out))
+    assert done_before >= 1
+    rerun = subprocess.run(cli_command(collection, out, ray_address), cwd=REPO,
+                           capture_output=True, text=True, timeout=PATIENCE_S)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert manifest(out) == baseline
+
+
 def map_worker_pids(stage: str) -> list[int]:
     """PIDs of the live Ray Data actors of one stage (their repr is 'MapWorker(MapBatches(X))')."""
     from ray._private import state
