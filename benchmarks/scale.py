@@ -1,0 +1,206 @@
+"""WebSeg at growing collection sizes, against the sequential loop research code runs (not a test).
+
+For each N, the collection is `--collection` repeated N times with fresh ids (the same media,
+absolute uris). In the same run, two ways over it:
+- webseg: the real `webseg pseudo-label` command in a subprocess (its own local Ray);
+- baseline: one process calling the same stage cores (decode_rows, CamStage, RefineStage,
+  write_batch: plain Python classes, no Ray) item by item in a plain loop.
+Measured for each: wall seconds, items/s and frames/s (manifest rows), the machine's CPU
+utilisation over the run (/proc/stat), peak memory (summed RSS of the process tree: the CLI,
+the Ray processes it started, their workers; sampled every 0.5 s), and for webseg the per-stage
+seconds from run.json. Prints a table and writes everything as JSON.
+
+    .venv/bin/python benchmarks/scale.py --model model/classifier.pt --n 1 4 10 \
+        [--collection ../shared/data/dev] [--json-out scale.json] [--no-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def repeated_collection(source: Path, n: int, root: Path, first: int = 0) -> Path:
+    """`source` (its first `first` rows; 0 = all) repeated n times, copy k > 0 with ids prefixed
+    `r<k>_` (copy 0 keeps the source's ids, so its labels score against the source's gt/); media
+    referenced by absolute uri, not copied."""
+    lines = (source / "manifest.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()][: first or None]
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "manifest.jsonl").open("w") as out:
+        for copy in range(n):
+            for row in rows:
+                uri = row["uri"] if "://" in row["uri"] else str((source / row["uri"]).resolve())
+                item_id = f"r{copy}_{row['id']}" if copy else row["id"]
+                out.write(json.dumps({**row, "id": item_id, "uri": uri}) + "\n")
+    if (source / "classes.json").exists():
+        (root / "classes.json").write_text((source / "classes.json").read_text())
+    return root
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def tree_rss(root_pid: int) -> int:
+    """Summed resident bytes of root_pid and all its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            rss[int(entry.name)] = int((entry / "statm").read_text().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+class Sampler:
+    """Peak tree RSS of a pid, sampled in a thread, and machine CPU use between start and stop."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._cpu = cpu_times()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, tree_rss(self.pid))
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        busy, total = cpu_times()
+        self.cpu_busy = (busy - self._cpu[0]) / max(1, total - self._cpu[1])
+
+
+def run_webseg(collection: Path, model: str, out: Path, config: str | None) -> dict:
+    command = [sys.executable, "-m", "pipeline.cli", "--quiet", "pseudo-label",
+               "--collection", str(collection), "--model", model, "--out", str(out)]  # fmt: skip
+    if config:
+        command += ["--config", config]
+    started = time.perf_counter()
+    job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with Sampler(job.pid) as sampler:
+        _, err = job.communicate()
+    wall = time.perf_counter() - started
+    if job.returncode != 0:
+        raise SystemExit(f"webseg pseudo-label failed ({job.returncode}): {err.decode()[-2000:]}")
+    info = json.loads((out / "run.json").read_text())
+    rows = info["counts"]["rows"]
+    return _figures(wall, info["items"], rows, sampler) | {"stage_seconds": info["stage_seconds"]}
+
+
+def run_baseline(collection: Path, model: str, out: Path, config: str | None) -> dict:
+    command = [sys.executable, __file__, "--baseline-worker", str(collection), model, str(out),
+               config or ""]  # fmt: skip
+    started = time.perf_counter()
+    job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with Sampler(job.pid) as sampler:
+        stdout, err = job.communicate()
+    wall = time.perf_counter() - started
+    if job.returncode != 0:
+        raise SystemExit(f"baseline failed ({job.returncode}): {err.decode()[-2000:]}")
+    counts = json.loads(stdout.decode().strip().splitlines()[-1])
+    return _figures(wall, counts["items"], counts["rows"], sampler)
+
+
+def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
+    return {
+        "wall_s": round(wall, 1),
+        "items": items,
+        "rows": rows,
+        "items_per_s": round(items / wall, 3),
+        "frames_per_s": round(rows / wall, 3),
+        "cpu_busy_pct": round(100 * sampler.cpu_busy, 1),
+        "peak_rss_mib": round(sampler.peak / 2**20, 1),
+    }
+
+
+def baseline_worker(collection: str, model: str, out: str, config: str) -> None:
+    """The research-code loop: every item through decode -> CAM -> refine -> write, one by one."""
+    sys.path.insert(0, str(REPO))
+    from pipeline.collection import read_collection
+    from pipeline.rows import to_batch
+    from pipeline.settings import load_settings
+    from pipeline.stages import TENSORS, CamStage, RefineStage, decode_rows, item_row, write_batch
+
+    cfg = load_settings(config or None).pseudo_label
+    cam_stage = CamStage(None if model == "none" else model, cfg.cam)
+    refine_stage = RefineStage(cfg)
+    items, rows = read_collection(collection, cfg.collection).items, 0
+    for item in items:
+        decoded = decode_rows(item_row(item), cfg.decode, frozenset())
+        batch = refine_stage(cam_stage(to_batch(decoded, TENSORS)))
+        rows += len(write_batch(batch, out, cfg.output.save_cams)["id"])
+    print(json.dumps({"items": len(items), "rows": rows}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    default = os.environ.get("WSSS_SAMPLE_DIR", str(REPO.parent / "shared" / "data" / "dev"))
+    ap.add_argument("--collection", default=default)
+    ap.add_argument("--model", required=True, help="classifier checkpoint, or 'none'")
+    ap.add_argument("--n", type=int, nargs="+", default=[1, 4, 10], help="repetitions")
+    ap.add_argument("--config", help="a webseg config YAML for both ways")
+    ap.add_argument("--items", type=int, default=0, help="only the first K manifest rows (0 = all)")
+    ap.add_argument("--no-baseline", action="store_true", help="webseg only")
+    ap.add_argument("--json-out", default="scale.json")
+    ap.add_argument("--work-dir", help="keep collections and label sets here (default: a temp dir)")
+    args = ap.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="webseg-scale-") as scratch:
+        tmp = args.work_dir or scratch
+        for n in args.n:
+            collection = repeated_collection(Path(args.collection), n, Path(tmp, f"n{n}"), args.items)
+            row = {"n": n, "webseg": run_webseg(collection, args.model, Path(tmp, f"w{n}"),
+                                                args.config)}  # fmt: skip
+            if not args.no_baseline:
+                row["baseline"] = run_baseline(collection, args.model, Path(tmp, f"b{n}"),
+                                               args.config)  # fmt: skip
+                row["ratio"] = round(row["baseline"]["wall_s"] / row["webseg"]["wall_s"], 2)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    summary = {"cpus": os.cpu_count(), "model": args.model, "runs": results}
+    Path(args.json_out).write_text(json.dumps(summary, indent=2))
+    print("| N | items | webseg items/s | baseline items/s | ratio | CPU busy % | peak MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        w, b = r["webseg"], r.get("baseline", {})
+        print(f"| {r['n']} | {w['items']} | {w['items_per_s']} | {b.get('items_per_s', '-')} "
+              f"| {r.get('ratio', '-')} | {w['cpu_busy_pct']} | {w['peak_rss_mib']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--baseline-worker":
+        baseline_worker(*sys.argv[2:6])
+    else:
+        main()
