@@ -18,7 +18,10 @@ def _args_train_classifier(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="model URI to write (a .pt file or a folder)")
     p.add_argument("--epochs", type=int, help="training epochs (classifier.epochs)")
     p.add_argument("--workers", type=int, help="Ray Train workers (classifier.workers)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: local sqlite store)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else mlflow.db in --out's folder)",
+    )
 
 
 def train_classifier(args: argparse.Namespace) -> dict:
@@ -66,8 +69,10 @@ def _args_evaluate(p: argparse.ArgumentParser) -> None:
 
 def evaluate(args: argparse.Namespace) -> dict | str:
     from pipeline.evaluate import evaluate_labels, format_table
+    from pipeline.tracking import log_evaluation
 
     result = evaluate_labels(args.labels, args.collection)
+    log_evaluation(args.labels, args.collection, result)  # into the labels' MLflow run, if any
     return result if args.json else format_table(result)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy
 
-from pipeline import schema
+from pipeline import schema, tracking
 from pipeline.checkpoint import load_payload
 from pipeline.collection import Collection
 from pipeline.config import flatten
@@ -112,6 +112,7 @@ def run_pseudo_label(
     out_uri: str,
     cfg: PseudoLabelConfig,
     overwrite: bool = False,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Label a collection into out_uri (resuming what an earlier run made the same way, see
     labelset_guard; overwrite starts over); returns run.json. LabelSetError when every row failed."""
@@ -121,6 +122,7 @@ def run_pseudo_label(
         info = _label(collection, model_uri, out_uri, cfg, started)
         info["fingerprint"] = record
         write_run_json(out_uri, info)
+        tracking.log_pseudo_label(out_uri, info, tracking_uri)  # never raises
     check_outcome(out_uri, info["counts"])
     return info
 

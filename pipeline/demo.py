@@ -1,6 +1,9 @@
 """`webseg demo`: the whole job on a generated sample collection, with a local Ray and MLflow store.
 
 generate collection -> train-classifier -> pseudo-label -> evaluate -> report
+
+Every step's MLflow run goes to OUT/mlflow.db; the classifier is registered there as
+`webseg-demo-classifier` (alias `candidate`), and the last lines print the `mlflow ui` command.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from pipeline.progress import stage
 from pipeline.settings import load_settings
 
 DEMO_EPOCHS = 12  # the synthetic shapes are easy; a dozen epochs gives usable CAMs on a laptop CPU
+DEMO_MODEL_NAME = "webseg-demo-classifier"  # registered model in the demo's MLflow store
 
 
 def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str | None) -> str:
     from pipeline.dataflow import run_pseudo_label
     from pipeline.evaluate import evaluate_labels, format_table
+    from pipeline.registry import register_classifier
     from pipeline.report import build_report
     from pipeline.runtime import init_ray
+    from pipeline.tracking import log_evaluation
     from pipeline.train.classifier import train_classifier
 
     out = os.path.abspath(out)
@@ -36,24 +42,33 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
     init_ray(ray_address)
     with stage("train-classifier") as step:
         trained = train_classifier(paths["collection"], paths["model"], cfg.classifier)
+        registered = register_classifier(
+            tracking, trained["mlflow_run_id"], paths["model"], DEMO_MODEL_NAME
+        )
     timings["train-classifier"] = step.seconds()
     with stage("pseudo-label") as step:
         # the demo retrains its classifier each time, so its labels always start over
         run_pseudo_label(
-            paths["collection"], paths["model"], paths["labels"], cfg.pseudo_label, overwrite=True
-        )
+            paths["collection"], paths["model"], paths["labels"], cfg.pseudo_label,
+            overwrite=True, tracking_uri=tracking,
+        )  # fmt: skip
     timings["pseudo-label"] = step.seconds()
     result = evaluate_labels(paths["labels"], paths["collection"])
+    log_evaluation(paths["labels"], paths["collection"], result)
     storage.write_text(os.path.join(out, "evaluation.json"), json.dumps(result, indent=2))
     report = build_report(paths["labels"], paths["collection"])
     lines = [
         format_table(result),
         "",
         f"collection : {paths['collection']}",
-        f"classifier : {paths['model']}  (MLflow run {trained.get('mlflow_run_id')}, {tracking})",
+        f"classifier : {paths['model']}  (registered as {registered['model_uri']}, version "
+        f"{registered['version']})",
         f"labels     : {paths['labels']}  (manifest.parquet, masks/, run.json)",
         f"evaluation : {os.path.join(out, 'evaluation.json')}",
         f"report     : {report}",
         "seconds    : " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()),
+        f"MLflow     : runs of train-classifier, pseudo-label (+ evaluate's scores) in {tracking};",
+        "             open the UI with",
+        f"mlflow ui --backend-store-uri {tracking}",
     ]
     return "\n".join(lines)

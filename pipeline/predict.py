@@ -44,9 +44,8 @@ class PredictConfig:
     resources: StageResources = field(  # actor pool; actors 0 = sequentially on the driver, no Ray
         default_factory=lambda: StageResources(actors=AUTO, num_gpus=AUTO, batch_size=1)
     )
-    tracking_uri: str | None = (
-        None  # MLflow, for models:/ URIs (default: MLFLOW_TRACKING_URI or local sqlite)
-    )
+    tracking_uri: str | None = None  # MLflow store of models:/ URIs; None: MLFLOW_TRACKING_URI,
+    # else mlflow.db beside the --out label set (pipeline/tracking.py)
 
 
 @torch.inference_mode()
@@ -153,6 +152,19 @@ def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig
     return predict_on_ray(model, items, out_uri, long_side, cfg)
 
 
+def with_tracking_uri(cfg: PredictConfig, model_uri: str, out_uri: str) -> PredictConfig:
+    """cfg with tracking_uri resolved by pipeline.tracking's rule when model_uri is an MLflow URI
+    (models:/, runs:/): the store beside the --out label set unless given or in the environment."""
+    from dataclasses import replace
+
+    from pipeline.registry import MLFLOW_SCHEMES
+    from pipeline.tracking import tracking_uri_for
+
+    if not model_uri.startswith(MLFLOW_SCHEMES):
+        return cfg
+    return replace(cfg, tracking_uri=tracking_uri_for(cfg.tracking_uri, out_uri, artifact=True))
+
+
 def run_predict(
     model_uri: str,
     collection_uri: str,
@@ -167,7 +179,7 @@ def run_predict(
     from pipeline.labelset_guard import claim, code_version
     from pipeline.preflight import check_outcome, check_predict
 
-    cfg = cfg or PredictConfig()
+    cfg = with_tracking_uri(cfg or PredictConfig(), model_uri, out_uri)
     started = time.time()
     collection, model, info, record = check_predict(collection_uri, model_uri, out_uri, cfg)
     long_side = cfg.long_side or int(info.get("eval_long_side") or 512)

@@ -1,8 +1,9 @@
-"""Segmenter models in MLflow: one run per training, model logging, registration, aliases, loading.
+"""Models in MLflow: one run per training, model logging, registration, aliases, loading.
 
 A segmenter checkpoint is a pipeline.checkpoint file whose model_config is a DeepLabConfig. It is
 logged as an MLflow pyfunc model holding that file (`artifacts/model.pt`); loading never unpickles
-code: `load_segmenter` accepts a file/folder URI, `runs:/...` or `models:/NAME@ALIAS`.
+code: `load_segmenter` accepts a file/folder URI, `runs:/...` or `models:/NAME@ALIAS`. A classifier
+checkpoint is logged and registered the same way (`register_classifier`, used by the demo).
 """
 
 from __future__ import annotations
@@ -32,28 +33,28 @@ MODEL_ARTIFACT = "model"
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
 
-def effective_tracking_uri(uri: str | None) -> str:
-    """The given uri, else MLFLOW_TRACKING_URI, else the local sqlite default (made absolute)."""
-    return tracking.resolve_tracking_uri(uri or os.environ.get("MLFLOW_TRACKING_URI"))
+class ModelNotFoundError(LookupError):
+    """A models:/ (runs:/ ...) URI the tracking store does not hold."""
 
 
 def ensure_experiment(tracking_uri: str, name: str) -> str:
     """The id of experiment `name`, created (artifacts beside a local sqlite store) if missing."""
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    return client.create_experiment(
-        name, artifact_location=tracking.default_artifact_location(tracking_uri)
-    )
+    tracking.prepare_store(tracking_uri)
+    return tracking.experiment_id(MlflowClient(tracking_uri), tracking_uri, name)
 
 
-def get_or_create_run(tracking_uri: str, experiment: str, record_uri: str, run_name: str) -> str:
+def get_or_create_run(
+    tracking_uri: str,
+    experiment: str,
+    record_uri: str,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+) -> str:
     """The MLflow run id recorded at record_uri (a resumed training), else a new run recorded there.
 
     Keeps one MLflow run per training even when the driver was killed before any checkpoint.
     """
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking.prepare_store(tracking_uri))
     if storage.exists(record_uri):
         run_id = json.loads(storage.read_text(record_uri))["run_id"]
         try:
@@ -63,7 +64,9 @@ def get_or_create_run(tracking_uri: str, experiment: str, record_uri: str, run_n
             log.warning(
                 "recorded MLflow run %s not found on %s: starting a new run", run_id, tracking_uri
             )
-    run = client.create_run(ensure_experiment(tracking_uri, experiment), run_name=run_name)
+    run = client.create_run(
+        ensure_experiment(tracking_uri, experiment), run_name=run_name, tags=tags
+    )
     storage.write_text(
         record_uri, json.dumps({"run_id": run.info.run_id, "tracking_uri": tracking_uri})
     )
@@ -87,14 +90,43 @@ class SegmenterPyfunc(mlflow.pyfunc.PythonModel):
         return [segment(self.model, np.asarray(image, np.uint8), side) for image in model_input]
 
 
-def log_segmenter(model_file: str, registered_name: str, alias: str = CANDIDATE) -> dict[str, Any]:
-    """Log model_file (local) as the active run's model, register it and point alias at it.
+class ClassifierPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: predict(list of HxWx3 uint8 RGB) -> list of {tag: probability}; the image
+    is squashed to params["size"] (default 320) square."""
 
-    Returns {"model_uri": "models:/NAME@ALIAS", "version": str, "logged_uri": "runs:/..."}.
+    _skip_type_hint_validation = True  # as SegmenterPyfunc
+
+    def load_context(self, context: Any) -> None:
+        self.model, _, classes = checkpoint.load_classifier(context.artifacts["checkpoint"])
+        self.tags = list(classes[1:])  # classes include background
+
+    def predict(self, context, model_input, params=None):  # untyped: as SegmenterPyfunc
+        import cv2
+
+        from pipeline.models.classifier import normalize
+
+        size = int((params or {}).get("size") or 320)
+        out = []
+        for image in model_input:
+            square = cv2.resize(np.asarray(image, np.uint8), (size, size))
+            x = normalize(torch.from_numpy(np.ascontiguousarray(square))[None],
+                          self.model.input_stats)  # fmt: skip
+            with torch.inference_mode():
+                scores = torch.sigmoid(self.model(x))[0].tolist()
+            out.append(dict(zip(self.tags, scores, strict=True)))
+        return out
+
+
+def log_checkpoint_model(
+    model_file: str, registered_name: str, python_model: Any, alias: str = CANDIDATE
+) -> dict[str, Any]:
+    """Log model_file (local) as the active run's pyfunc model, register it, point alias at it.
+
+    Returns {"model_uri": "models:/NAME@ALIAS", "version": str, "logged_uri": "models:/m-..."}.
     """
     info = mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
-        python_model=SegmenterPyfunc(),
+        python_model=python_model,
         artifacts={"checkpoint": model_file},
         pip_requirements=[
             f"torch=={torch.__version__.split('+')[0]}",
@@ -109,6 +141,26 @@ def log_segmenter(model_file: str, registered_name: str, alias: str = CANDIDATE)
         "version": version,
         "logged_uri": info.model_uri,
     }
+
+
+def log_segmenter(model_file: str, registered_name: str, alias: str = CANDIDATE) -> dict[str, Any]:
+    """Log a segmenter checkpoint file as the active run's model and register it (see above)."""
+    return log_checkpoint_model(model_file, registered_name, SegmenterPyfunc(), alias)
+
+
+def register_classifier(
+    tracking_uri: str, run_id: str, model_uri: str, registered_name: str, alias: str = CANDIDATE
+) -> dict[str, Any]:
+    """Log the classifier checkpoint at model_uri as run run_id's pyfunc model and register it as
+    registered_name@alias in that store's registry; returns log_checkpoint_model's dict."""
+    with (
+        storage.local_copy(checkpoint.model_file_uri(model_uri)) as local,
+        _global_mlflow_uris(tracking_uri),
+        mlflow.start_run(run_id=run_id),
+    ):
+        registered = log_checkpoint_model(local, registered_name, ClassifierPyfunc(), alias)
+        mlflow.set_tag("webseg.registered_model_uri", registered["model_uri"])
+    return registered
 
 
 def config_from_dict(data: dict) -> DeepLabConfig:
@@ -167,12 +219,18 @@ def load_segmenter(
     """Load a segmenter from a checkpoint file/folder URI or an MLflow URI (models:/NAME@ALIAS)."""
     if not uri.startswith(MLFLOW_SCHEMES):
         return load_segmenter_file(uri, device)
+    registry = tracking.resolve_tracking_uri(tracking_uri)  # the registry lives with the runs
+    hint = f"{tracking.HINT} to the store {uri} was registered in"
+    if not tracking.store_exists(registry):  # opening it would create an empty store
+        raise ModelNotFoundError(f"{hint}: there is no MLflow store at {registry}")
     with tempfile.TemporaryDirectory() as folder:
-        registry = effective_tracking_uri(tracking_uri)  # the registry lives with the runs
-        with _global_mlflow_uris(registry):  # models:/ resolution ignores the arguments below
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=folder, tracking_uri=registry, registry_uri=registry
-            )
+        try:
+            with _global_mlflow_uris(registry):  # models:/ resolution ignores the arguments below
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=uri, dst_path=folder, tracking_uri=registry, registry_uri=registry
+                )
+        except mlflow.exceptions.MlflowException as error:
+            raise ModelNotFoundError(f"{hint}: not found in {registry} ({error})") from error
         found = sorted(glob.glob(os.path.join(local, "**", checkpoint.MODEL_FILE), recursive=True))
         if not found:
             raise FileNotFoundError(f"{uri} holds no {checkpoint.MODEL_FILE}")

@@ -172,7 +172,8 @@ def _args_retrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier", default="none", help="classifier for pseudo-labels, or 'none'")
     p.add_argument("--epochs", type=int, help="segmenter epochs per run (segmenter.epochs)")
     p.add_argument(
-        "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite)"
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else WORK/mlflow.db)",
     )
 
 
@@ -194,7 +195,7 @@ def retrain(args: argparse.Namespace) -> dict:
     require_manifest(args.collection)
     require_ground_truth(args.holdout)  # now, not after hours of labelling and training
     init_ray(args.ray_address)
-    steps = MlflowSteps(args.holdout, classifier, sections, cfg)
+    steps = MlflowSteps(args.holdout, classifier, sections, cfg, work_uri=args.work)
     decision = run_retrain(args.collection, args.holdout, args.work, steps, cfg)
     log.info("retrain %s: %s (%s)", decision["run"], decision["action"], decision["reason"])
     return decision

@@ -33,18 +33,21 @@ class MlflowSteps:
         classifier: str | None,
         sections: dict[str, Any],
         retrain: RetrainConfig,
+        work_uri: str | None = None,
     ) -> None:
+        """work_uri: the run's --work; the MLflow store (pipeline.tracking's rule) is
+        segmenter.tracking_uri, else MLFLOW_TRACKING_URI, else WORK/mlflow.db."""
         from pipeline.config import from_dict
         from pipeline.label_config import PseudoLabelConfig
         from pipeline.predict import PredictConfig
-        from pipeline.registry import effective_tracking_uri
+        from pipeline.tracking import tracking_uri_for
         from pipeline.train.segmenter import SegmenterTrainConfig
 
         self.holdout_uri, self.classifier, self.retrain = holdout_uri, classifier, retrain
         self.label_cfg = from_dict(PseudoLabelConfig, sections.get("pseudo_label"), "pseudo_label.")
         self.train_cfg = from_dict(SegmenterTrainConfig, sections.get("segmenter"), "segmenter.")
-        self.tracking_uri = effective_tracking_uri(
-            (sections.get("segmenter") or {}).get("tracking_uri")
+        self.tracking_uri = tracking_uri_for(
+            (sections.get("segmenter") or {}).get("tracking_uri"), work_uri
         )
         self.predict_cfg = from_dict(
             PredictConfig,
@@ -61,7 +64,10 @@ class MlflowSteps:
     def label(self, collection_uri: str, labels_uri: str) -> dict:
         from pipeline.dataflow import run_pseudo_label
 
-        return run_pseudo_label(collection_uri, self.classifier, labels_uri, self.label_cfg)
+        return run_pseudo_label(
+            collection_uri, self.classifier, labels_uri, self.label_cfg,
+            tracking_uri=self.tracking_uri,
+        )  # fmt: skip
 
     def train(self, labels_uri: str, out_uri: str, init_from: str | None) -> dict:
         from pipeline.checkpoint import model_file_uri

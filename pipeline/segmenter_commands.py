@@ -46,7 +46,10 @@ def _args_train_segmenter(p: argparse.ArgumentParser) -> None:
         help="train only on labelled rows whose manifest confidence is at least this "
         "(segmenter.min_confidence; label sets without the column train on every row)",
     )
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: local sqlite store)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else OUT's folder's mlflow.db)",
+    )
 
 
 def train_segmenter(args: argparse.Namespace) -> dict:
@@ -84,7 +87,11 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, help="label set URI to write (masks, manifest.parquet, run.json)"
     )
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ URIs")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store of models:/ URIs (default: MLFLOW_TRACKING_URI, else mlflow.db "
+        "beside --out)",
+    )
     p.add_argument(
         "--restrict-to-tags",
         action="store_true",
@@ -95,7 +102,7 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> dict:
-    from pipeline.predict import PredictConfig, run_predict
+    from pipeline.predict import PredictConfig, run_predict, with_tracking_uri
     from pipeline.preflight import predict as preflight
     from pipeline.runtime import init_ray
 
@@ -105,6 +112,7 @@ def predict(args: argparse.Namespace) -> dict:
         PredictConfig,
         {"tracking_uri": args.tracking_uri, "restrict_to_tags": args.restrict_to_tags},
     )
+    cfg = with_tracking_uri(cfg, args.model, args.out)  # once, before preflight loads the model
     preflight(args.collection, args.model, args.out, cfg, overwrite=args.overwrite)
     if cfg.resources.actors != 0:
         init_ray(args.ray_address)

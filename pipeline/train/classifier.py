@@ -13,6 +13,7 @@ Decoding lives in classifier_data.py; the worker loop and average precision in c
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -22,7 +23,7 @@ import ray.train
 import ray.train.torch
 import torch
 
-from pipeline import tracking
+from pipeline import storage, tracking
 from pipeline.collection import read_collection
 from pipeline.models.classifier import ModelConfig
 from pipeline.train.augment import AugmentConfig
@@ -35,6 +36,7 @@ from pipeline.train.classifier_loop import (  # noqa: F401 (some only re-exporte
 from pipeline.train.finetune import FINETUNE_MODES, positive_weights
 
 log = logging.getLogger(__name__)
+COMMAND = "train-classifier"  # MLflow run names and the webseg.command tag
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,11 @@ class ClassifierTrainConfig:
     video_frame_stride: int = 8  # every n-th video frame joins training with the video's tags
     max_frames_per_video: int = 16  # cap so long videos do not swamp the images
     seed: int = 0  # weights, shuffling and augmentation
-    tracking_uri: str = tracking.DEFAULT_TRACKING_URI  # MLflow; relative sqlite made absolute
+    tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else mlflow.db in the
+    # folder of --out (pipeline/tracking.py); a relative sqlite path is made absolute
     experiment: str = "webseg-classifier"  # MLflow experiment name
-    storage_path: str | None = None  # Ray Train checkpoint storage; s3:// on multi-node clusters
+    storage_path: str | None = None  # Ray Train checkpoint storage (s3:// on multi-node clusters);
+    # None: beside the model, OUT.train/ for a .pt file, OUT/train/ for a folder
 
     def __post_init__(self) -> None:
         if self.finetune not in FINETUNE_MODES:
@@ -99,6 +103,18 @@ def resolve_use_gpu(use_gpu: bool | str) -> bool:
     raise ValueError(f"use_gpu must be true, false or 'auto', got {use_gpu!r}")
 
 
+def state_uri(out_uri: str) -> str:
+    """Where training state lives: OUT/train, or OUT.train when OUT is a .pt/.pth file."""
+    if out_uri.rstrip("/").endswith((".pt", ".pth")):
+        return out_uri.rstrip("/") + ".train"
+    return storage.join(out_uri, "train")
+
+
+def absolute(uri: str) -> str:
+    """A local path made absolute (Ray Train wants one); remote URIs unchanged."""
+    return uri if storage.is_remote(uri) else os.path.abspath(uri.removeprefix("file://"))
+
+
 def _trainer(
     cfg: ClassifierTrainConfig, loop_config: dict, dataset
 ) -> ray.train.torch.TorchTrainer:
@@ -109,7 +125,7 @@ def _trainer(
     )
     run = ray.train.RunConfig(
         name=f"classifier-{int(time.time())}",
-        storage_path=cfg.storage_path,
+        storage_path=cfg.storage_path,  # resolved by train_classifier
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
     )
     return ray.train.torch.TorchTrainer(
@@ -132,14 +148,18 @@ def train_classifier(
 ) -> dict:
     """Train on a collection's tags; write the model to out_uri (a .pt file, or a folder).
 
-    Returns {"map", "per_class_ap", "mlflow_run_id", "model_uri", "train_items", "skipped",
-    "wall_s"}; map and APs are measured on the TRAINING items (un-augmented), not held-out data.
+    Returns {"map", "per_class_ap", "mlflow_run_id", "model_uri", "tracking_uri", "train_items",
+    "skipped", "wall_s"}; map and APs are measured on the TRAINING items (un-augmented), not
+    held-out data. The MLflow run (`train-classifier <out name>`) goes where
+    tracking.tracking_uri_for says; Ray Train state beside the model (state_uri).
     """
     cfg = cfg or ClassifierTrainConfig()
     start = time.time()
     collection = read_collection(collection_uri)
     cfg = replace(cfg, model=replace(cfg.model, num_classes=len(collection.classes) - 1),
-                  tracking_uri=tracking.resolve_tracking_uri(cfg.tracking_uri))  # fmt: skip
+                  tracking_uri=tracking.prepare_store(
+                      tracking.tracking_uri_for(cfg.tracking_uri, out_uri)),
+                  storage_path=absolute(cfg.storage_path or state_uri(out_uri)))  # fmt: skip
     data = load_training_set(collection, cfg)
     for item_id, reason in data.skipped.items():
         log.warning("training skips %s: %s", item_id, reason)
@@ -149,8 +169,11 @@ def train_classifier(
     loop_config = {"cfg": cfg, "classes": list(collection.classes), "out_uri": out_uri,
                    "per_worker": len(rows) // cfg.workers, "train_items": len(rows),
                    "skipped_items": len(data.skipped),
+                   "run_name": tracking.run_name(COMMAND, out_uri),
+                   "tags": tracking.run_tags(COMMAND, collection_uri, out_uri),
                    "pos_weight": _pos_weight(data.targets, cfg)}  # fmt: skip
     result = _trainer(cfg, loop_config, dataset).fit()
     summary = {k: result.metrics[k] for k in ("map", "per_class_ap", "mlflow_run_id", "model_uri")}
-    summary.update(train_items=len(rows), skipped=data.skipped, wall_s=time.time() - start)
+    summary.update(train_items=len(rows), skipped=data.skipped, wall_s=time.time() - start,
+                   tracking_uri=cfg.tracking_uri)  # fmt: skip
     return summary

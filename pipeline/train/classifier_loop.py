@@ -205,7 +205,9 @@ def _finish(model, cfg, classes, config, shard, batch_size, device, run) -> dict
 
 
 def _start_run(cfg, config: dict, weights: dict | None):
-    run = tracking.start_run(cfg.tracking_uri, cfg.experiment)
+    run = tracking.start_run(
+        cfg.tracking_uri, cfg.experiment, config.get("run_name"), tags=config.get("tags")
+    )
     tracking.log_config(cfg)
     mlflow.log_params({k: config[k] for k in ("train_items", "skipped_items")})
     weights = weights or {"origin": "none (random init)", "sha256": ""}

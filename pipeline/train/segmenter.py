@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -30,11 +29,13 @@ import ray.train.torch
 
 from pipeline import storage, tracking
 from pipeline.models.deeplab import DeepLabConfig
-from pipeline.registry import CANDIDATE, effective_tracking_uri, get_or_create_run
-from pipeline.train.classifier import resolve_use_gpu
+from pipeline.registry import CANDIDATE, get_or_create_run
+from pipeline.train.classifier import absolute as _absolute
+from pipeline.train.classifier import resolve_use_gpu, state_uri
 from pipeline.train.segmenter_data import count_samples, load_source, read_label_set
 
 log = logging.getLogger(__name__)
+COMMAND = "train-segmenter"  # MLflow run names and the webseg.command tag
 RUN_RECORD = "mlflow_run.json"
 RESULT = "result.json"  # the final summary, written by rank 0
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2 writes it with each checkpoint
@@ -75,9 +76,8 @@ class SegmenterTrainConfig:
     val_collection: str | None = None  # a collection with gt/ scored every epoch (val_miou)
     val_max_items: int = 0  # cap on validation images/frames (0 = all)
     preview_items: int = 4  # training items in the image | pseudo-label | prediction grid
-    tracking_uri: str = (
-        tracking.DEFAULT_TRACKING_URI
-    )  # MLflow; relative sqlite paths are made absolute
+    tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else mlflow.db in the
+    # folder of --out (pipeline/tracking.py); a relative sqlite path is made absolute
     experiment: str = "webseg-segmenter"  # MLflow experiment name
     registered_model_name: str = "webseg-segmenter"  # MLflow registry name; alias `candidate`
     run_name: str = "segmenter"  # Ray Train run name inside the state folder
@@ -93,17 +93,6 @@ def backbone_lr_mult(cfg: SegmenterTrainConfig) -> float:
     if cfg.backbone_lr_mult is not None:
         return cfg.backbone_lr_mult
     return 0.1 if starts_pretrained(cfg) else 1.0
-
-
-def state_uri(out_uri: str) -> str:
-    """Where training state lives: OUT/train, or OUT.train when OUT is a .pt/.pth file."""
-    if out_uri.rstrip("/").endswith((".pt", ".pth")):
-        return out_uri.rstrip("/") + ".train"
-    return storage.join(out_uri, "train")
-
-
-def _absolute(uri: str) -> str:
-    return uri if storage.is_remote(uri) else os.path.abspath(uri.removeprefix("file://"))
 
 
 def has_checkpoints(state: str, run_name: str) -> bool:
@@ -130,7 +119,7 @@ def training_dataset(sources: list[dict], cfg: SegmenterTrainConfig) -> ray.data
 
 def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resume: bool = False):
     """(TorchTrainer, loop config) for a label set; resolves classes, GPU and the MLflow run."""
-    sources, classes, _ = read_label_set(labels_uri, cfg.min_confidence)
+    sources, classes, collection_root = read_label_set(labels_uri, cfg.min_confidence)
     if not sources:
         raise ValueError(
             f"{labels_uri} has no labelled rows to train on"
@@ -139,13 +128,18 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
     cfg = replace(
         cfg,
         model=replace(cfg.model, num_classes=len(classes)),
-        tracking_uri=effective_tracking_uri(cfg.tracking_uri),
+        tracking_uri=tracking.tracking_uri_for(cfg.tracking_uri, out_uri),
     )
     state = _absolute(state_uri(out_uri))
     if resume and not has_checkpoints(state, cfg.run_name):
         log.warning("--resume: no checkpoint under %s, starting from scratch", state)
+    tags = tracking.run_tags(COMMAND, collection_root, out_uri, {tracking.TAG_LABELS: labels_uri})
     run_id = get_or_create_run(
-        cfg.tracking_uri, cfg.experiment, storage.join(state, RUN_RECORD), cfg.run_name
+        cfg.tracking_uri,
+        cfg.experiment,
+        storage.join(state, RUN_RECORD),
+        tracking.run_name(COMMAND, out_uri),
+        tags,
     )
     dataset = training_dataset(sources, cfg)
     loop_config = {

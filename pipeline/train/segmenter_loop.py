@@ -181,6 +181,8 @@ def _finish(model, cfg, classes, config: dict, mat) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         local = checkpoint.save_model(net, cfg.model, folder, classes, extra=extra)
         registered = log_segmenter(local, cfg.registered_model_name)
+    mlflow.set_tag("webseg.registered_model_uri", f"models:/{cfg.registered_model_name}/"
+                   f"{registered['version']}")  # fmt: skip
     return {
         "model_uri": model_uri,
         "registered_model_uri": registered["model_uri"],
