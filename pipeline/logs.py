@@ -66,6 +66,11 @@ def progress_wanted() -> bool:
     return os.environ.get(QUIET_ENV, "0") != "1"
 
 
+def train_log_level() -> str:
+    """Ray Train's console level (RunConfig(logging_config=LoggingConfig(log_level=...)))."""
+    return "INFO" if ray_logs_wanted() else "WARNING"
+
+
 def ray_log_level() -> int:
     """The level of Ray's driver-side `ray` logger (ray.init(logging_level=...))."""
     return logging.INFO if ray_logs_wanted() else logging.WARNING
@@ -79,6 +84,38 @@ class _DropMessages(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not any(fragment in message for fragment in self.fragments)
+
+
+RAY_WORKER_LOGGERS = ("ray", "ray.train", "ray.data", "ray.tune")
+WORKER_SETUP_HOOK = "pipeline.logs.quiet_ray_worker"  # runtime_env worker_process_setup_hook
+_TRAIN = "ray.train.v2._internal.execution."
+# Ray Train notices a local Ray shows without a fault (each is shown again with -v): its cleaner
+# polls the state API of a dashboard a local Ray does not run; its autoscaling request times out
+# on a busy machine and is retried
+RAY_TRAIN_NOTICES = {
+    _TRAIN + "controller.placement_group_cleaner": "Failed to query Ray Train Controller",
+    _TRAIN + "scaling_policy.autoscaling_coordinator_client": "Failed to send resource request",
+}
+
+
+def quiet_ray_worker() -> None:
+    """Set up each worker of a local Ray (runtime.py passes this as its setup hook): Ray's own
+    INFO lines (Train's checkpoint and report notices) stay in the log files unless ray logs are
+    wanted (-v), and the worker's state-API calls name its own cluster: with two Ray instances on
+    one machine, Train's placement-group cleaner otherwise fails to choose and prints a traceback."""
+    import ray
+
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    if ray_logs_wanted():
+        return
+    for name in RAY_WORKER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    drop_ray_train_notices()
+
+
+def drop_ray_train_notices() -> None:
+    for logger, notice in RAY_TRAIN_NOTICES.items():
+        _set_drop_filter(logging.getLogger(logger), (notice,))
 
 
 def quiet_ray_before_init() -> None:

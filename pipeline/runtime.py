@@ -12,7 +12,13 @@ from contextlib import contextmanager
 
 import ray
 
-from pipeline.logs import quiet_ray_before_init, quiet_ray_data, ray_log_level
+from pipeline.logs import (
+    RAY_LOGS_ENV,
+    WORKER_SETUP_HOOK,
+    quiet_ray_before_init,
+    quiet_ray_data,
+    ray_log_level,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +84,11 @@ def _init(address: str | None, num_cpus: int | None) -> None:
     # A local Ray gets at least LOCAL_MIN_CPUS logical CPUs so that the CAM and refine actor pools
     # and the decode/write tasks all get a slot on a 2-core laptop (see docs: actor-pool deadlock).
     num_cpus = num_cpus or max(os.cpu_count() or 1, LOCAL_MIN_CPUS)
+    env[RAY_LOGS_ENV] = os.environ.get(RAY_LOGS_ENV, "0")
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,
-        runtime_env={"env_vars": env},
+        runtime_env={"env_vars": env, "worker_process_setup_hook": WORKER_SETUP_HOOK},
         configure_logging=True,
         logging_level=ray_log_level(),
     )

@@ -25,6 +25,7 @@ import torch
 
 from pipeline import storage, tracking
 from pipeline.collection import read_collection
+from pipeline.logs import train_log_level
 from pipeline.models.classifier import ModelConfig
 from pipeline.train.augment import AugmentConfig
 from pipeline.train.classifier_data import TrainingSet, load_training_set  # noqa: F401 (re-exported)
@@ -127,6 +128,7 @@ def _trainer(
         name=f"classifier-{int(time.time())}",
         storage_path=cfg.storage_path,  # resolved by train_classifier
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
     )
     return ray.train.torch.TorchTrainer(
         train_loop,

@@ -28,6 +28,7 @@ import ray.train
 import ray.train.torch
 
 from pipeline import storage, tracking
+from pipeline.logs import train_log_level
 from pipeline.models.deeplab import DeepLabConfig
 from pipeline.registry import CANDIDATE, get_or_create_run
 from pipeline.train.classifier import absolute as _absolute
@@ -166,6 +167,7 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
             name=cfg.run_name,
             storage_path=state,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
         ),
         datasets={"train": dataset},
     )

@@ -70,3 +70,19 @@ def test_ray_data_progress_bars_follow_the_flag(restore_logging, monkeypatch):
     monkeypatch.setenv(logs.RAY_LOGS_ENV, "1")
     logs.quiet_ray_data()
     assert context.enable_progress_bars is True
+
+
+def test_ray_train_notices_of_a_local_ray_are_dropped_and_real_warnings_kept():
+    logs.drop_ray_train_notices()
+    for name, notice in logs.RAY_TRAIN_NOTICES.items():
+        logger = logging.getLogger(name)
+        record = logger.makeRecord(name, logging.WARNING, __file__, 1, notice + " ...", (), None)
+        kept = logger.makeRecord(name, logging.WARNING, __file__, 1, "worker group died", (), None)
+        assert not logger.filter(record) and logger.filter(kept)
+
+
+def test_ray_train_console_level_follows_the_ray_logs_flag(restore_logging):
+    logs.configure_logging("info")
+    assert logs.train_log_level() == "WARNING"
+    logs.configure_logging("info", ray_logs=True)
+    assert logs.train_log_level() == "INFO"
