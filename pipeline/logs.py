@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import warnings
+from collections.abc import Callable
 
 WEBSEG_LOGGERS = ("pipeline", "webseg", "jobs")
 LEVELS = ("debug", "info", "warning", "error")
@@ -90,8 +92,11 @@ RAY_WORKER_LOGGERS = ("ray", "ray.train", "ray.data", "ray.tune")
 WORKER_SETUP_HOOK = "pipeline.logs.quiet_ray_worker"  # runtime_env worker_process_setup_hook
 _TRAIN = "ray.train.v2._internal.execution."
 # Ray Train notices a local Ray shows without a fault (each is shown again with -v): its cleaner
-# polls the state API of a dashboard a local Ray does not run; its autoscaling request times out
-# on a busy machine and is retried
+# polls the state API of a dashboard a local Ray does not run (with two Ray instances on one
+# machine it cannot choose one and its thread ends: see _quiet_cleaner_thread); its autoscaling
+# request times out on a busy machine and is retried
+PG_CLEANER_THREAD = "PlacementGroupCleanerMonitor"
+TRAIN_REPORT_MODULE = ("train", "v2", "_internal", "execution", "context.py")
 RAY_TRAIN_NOTICES = {
     _TRAIN + "controller.placement_group_cleaner": "Failed to query Ray Train Controller",
     _TRAIN + "scaling_policy.autoscaling_coordinator_client": "Failed to send resource request",
@@ -101,16 +106,35 @@ RAY_TRAIN_NOTICES = {
 def quiet_ray_worker() -> None:
     """Set up each worker of a local Ray (runtime.py passes this as its setup hook): Ray's own
     INFO lines (Train's checkpoint and report notices) stay in the log files unless ray logs are
-    wanted (-v), and the worker's state-API calls name its own cluster: with two Ray instances on
-    one machine, Train's placement-group cleaner otherwise fails to choose and prints a traceback."""
-    import ray
-
-    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    wanted (-v). Touches only Python logging: no Ray calls while the worker is starting."""
     if ray_logs_wanted():
         return
     for name in RAY_WORKER_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger(_train_report_logger()).setLevel(logging.WARNING)
     drop_ray_train_notices()
+    threading.excepthook = _quiet_cleaner_thread(threading.excepthook)
+
+
+def _quiet_cleaner_thread(default: Callable) -> Callable:
+    """An excepthook that logs (at DEBUG) the ConnectionError of Train's placement-group cleaner
+    thread (two Ray instances on one machine) instead of printing its traceback."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        cleaner = args.thread is not None and args.thread.name == PG_CLEANER_THREAD
+        if cleaner and issubclass(args.exc_type, ConnectionError):
+            logging.getLogger(__name__).debug("placement-group cleaner: %s", args.exc_value)
+            return
+        default(args)
+
+    return hook
+
+
+def _train_report_logger() -> str:
+    """Ray Train names the logger of its "Reporting training result" lines by file path."""
+    import ray  # already imported in a Ray worker
+
+    return os.path.join(os.path.dirname(ray.__file__), *TRAIN_REPORT_MODULE)
 
 
 def drop_ray_train_notices() -> None:

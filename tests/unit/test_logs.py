@@ -86,3 +86,26 @@ def test_ray_train_console_level_follows_the_ray_logs_flag(restore_logging):
     assert logs.train_log_level() == "WARNING"
     logs.configure_logging("info", ray_logs=True)
     assert logs.train_log_level() == "INFO"
+
+
+def test_the_cleaner_threads_connection_error_is_quiet_and_other_thread_errors_are_not():
+    import threading
+
+    seen = []
+    hook = logs._quiet_cleaner_thread(lambda args: seen.append((args.thread.name, args.exc_type)))
+
+    def fail(error):
+        raise error
+
+    original = threading.excepthook
+    threading.excepthook = hook
+    try:
+        for name, error in ((logs.PG_CLEANER_THREAD, ConnectionError("two Rays")),
+                            (logs.PG_CLEANER_THREAD, ValueError("real")),
+                            ("worker", ConnectionError("real"))):  # fmt: skip
+            thread = threading.Thread(target=fail, args=(error,), name=name)
+            thread.start()
+            thread.join()
+    finally:
+        threading.excepthook = original
+    assert seen == [(logs.PG_CLEANER_THREAD, ValueError), ("worker", ConnectionError)]
