@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import io
 import json
 import logging
 import os
@@ -124,7 +125,33 @@ def log_checkpoint_model(
 
     Returns {"model_uri": "models:/NAME@ALIAS", "version": str, "logged_uri": "models:/m-..."}.
     """
-    info = mlflow.pyfunc.log_model(
+    with _mlflow_quiet():
+        info = _log_pyfunc(model_file, registered_name, python_model)
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(registered_name, alias, version)
+    return {
+        "model_uri": f"models:/{registered_name}@{alias}",
+        "version": version,
+        "logged_uri": info.model_uri,
+    }
+
+
+@contextlib.contextmanager
+def _mlflow_quiet() -> Iterator[None]:
+    """MLflow prints while it logs a model (a CloudPickle warning, a download bar, "Successfully
+    registered model"): WebSeg reports the registered URI itself."""
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    mlflow_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        mlflow_logger.setLevel(level)
+
+
+def _log_pyfunc(model_file: str, registered_name: str, python_model: Any) -> Any:
+    return mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
         python_model=python_model,
         artifacts={"checkpoint": model_file},
@@ -134,13 +161,6 @@ def log_checkpoint_model(
         ],
         registered_model_name=registered_name,
     )
-    version = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(registered_name, alias, version)
-    return {
-        "model_uri": f"models:/{registered_name}@{alias}",
-        "version": version,
-        "logged_uri": info.model_uri,
-    }
 
 
 def log_segmenter(model_file: str, registered_name: str, alias: str = CANDIDATE) -> dict[str, Any]:
