@@ -30,6 +30,7 @@ from pipeline.label_config import AUTO, StageResources
 from pipeline.models.classifier import input_stats, normalize
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.output import encode_png, status_counts, write_manifest, write_run_json
+from pipeline.progress import progress_bar
 from pipeline.rows import dumps
 from pipeline.storage import StorageError
 
@@ -144,7 +145,12 @@ def predict_item(
 
 def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig) -> list[dict]:
     if cfg.resources.actors == 0:
-        return [row for item in items for row in predict_item(model, item, out_uri, long_side, cfg)]
+        rows = []
+        with progress_bar("predict", total=len(items), unit="items") as bar:
+            for item in items:
+                rows += predict_item(model, item, out_uri, long_side, cfg)
+                bar.update(1)
+        return rows
     from pipeline.predict_dataflow import predict_on_ray
     from pipeline.runtime import init_ray
 

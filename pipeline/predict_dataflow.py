@@ -19,6 +19,7 @@ from pipeline.collection import Item
 from pipeline.label_config import StageResources, resolve_accelerated
 from pipeline.output import MANIFEST_SCHEMA
 from pipeline.predict import predict_item
+from pipeline.progress import progress_bar
 from pipeline.rows import iter_rows, loads
 from pipeline.stages import item_row
 
@@ -83,7 +84,11 @@ def predict_on_ray(
         num_cpus=res.num_cpus,
         batch_size=res.batch_size,
     )
-    tables = ray.get(list(dataset.to_arrow_refs()))
-    rows = pa.concat_tables(tables).to_pylist() if tables else []
+    rows: list[dict] = []
+    with progress_bar("predict", total=len(items), unit="items") as bar:
+        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            batch_rows = table.to_pylist()  # an item's rows all come from one actor call
+            rows += batch_rows
+            bar.update(len({r[schema.ID] for r in batch_rows}))
     order = {item.id: i for i, item in enumerate(items)}
     return sorted(rows, key=lambda r: (order[r[schema.ID]], r[schema.FRAME_INDEX] or -1))

@@ -164,6 +164,8 @@ def _fit_head(model: CamClassifier, shard, cfg, device, pos_weight) -> dict:
         targets.append(batch["target"].repeat(2 * len(cfg.head_sizes), 1).cpu().numpy())
     features, targets = _gather(np.concatenate(features)), _gather(np.concatenate(targets))
     extracted = time.time() - started
+    log.info("classifier head: pooled features of %d views in %.0f s; fitting the head",
+             len(features), extracted)  # fmt: skip
     weight = finetune.fit_linear_head(
         torch.from_numpy(features), torch.from_numpy(targets), pos_weight.cpu(),
         cfg.head_steps, cfg.head_lr, cfg.weight_decay, cfg.seed,
@@ -237,6 +239,10 @@ def _train_epochs(model, cfg, classes, config, shard, device, rank, world, run) 
                    "train_running_map": _map(aps), "epoch_s": time.time() - start}  # fmt: skip
         if run:
             tracking.log_metrics(metrics, step=epoch)
+        if rank == 0:
+            log.info("classifier epoch %d/%d: loss %.4f, running mAP %.1f %%, %.0f s",
+                     epoch + 1, cfg.epochs, metrics["loss"], 100 * metrics["train_running_map"],
+                     metrics["epoch_s"])  # fmt: skip
         _report(model, cfg, classes, metrics, rank)
     return model
 

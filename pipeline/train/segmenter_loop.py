@@ -157,6 +157,10 @@ def _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat) -> dict:
     return metrics
 
 
+def _val_text(metrics: dict) -> str:
+    return f", val mIoU {100 * metrics['val_miou']:.1f} %" if "val_miou" in metrics else ""
+
+
 def _finish(model, cfg, classes, config: dict, mat) -> dict:
     """Rank 0: final model to out_uri, artifacts and the registered model (active MLflow run)."""
     net = getattr(model, "module", model).eval()
@@ -265,6 +269,8 @@ def train_loop(config: dict) -> None:
         metrics = _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat)
         if rank == 0:
             tracking.log_metrics(metrics, step=epoch)
+            log.info("segmenter epoch %d/%d: loss %.4f, %.0f s%s", epoch + 1, cfg.epochs, loss,
+                     seconds, _val_text(metrics))  # fmt: skip
         state = {
             "epoch": epoch,
             "step": schedule["step"],
