@@ -47,7 +47,10 @@ def resolve_resources(res: ResourcesConfig, cluster: dict[str, float]) -> Resour
     """Replace 'auto' with numbers from the cluster's resources (never the driver's hardware)."""
     cam = resolve_accelerated(res.cam, cluster, cpus_per_cpu_actor=8)
     cpus = float(cluster.get("CPU", 1))
-    spare = cpus - cam.num_cpus * int(cam.actors) - res.decode.num_cpus - res.write.num_cpus
+    tasks = res.decode.num_cpus + res.write.num_cpus
+    if cam.num_gpus == 0 and res.cam.actors == AUTO:
+        cam = dataclasses.replace(cam, actors=_cpu_cam_actors(res, cpus - tasks))
+    spare = cpus - cam.num_cpus * int(cam.actors) - tasks
     refine_actors = res.refine.actors
     if refine_actors == AUTO:
         refine_actors = max(1, int(spare // res.refine.num_cpus))
@@ -56,6 +59,15 @@ def resolve_resources(res: ResourcesConfig, cluster: dict[str, float]) -> Resour
         cam=cam,
         refine=dataclasses.replace(res.refine, actors=int(refine_actors), num_gpus=0.0),
     )
+
+
+def _cpu_cam_actors(res: ResourcesConfig, cpus: float) -> int:
+    """CAM actors of a CPU-only cluster: cpu_cam_share of the CPUs (with a pretrained backbone the
+    CAM costs about 3x the refinement per item on a CPU; docs/cluster.md), leaving one refine
+    actor's CPUs at least."""
+    wanted = round(cpus * res.cpu_cam_share / res.cam.num_cpus)
+    fits = int((cpus - res.refine.num_cpus) // res.cam.num_cpus)
+    return max(1, min(wanted, fits))
 
 
 def build_dataset(

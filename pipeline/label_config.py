@@ -64,6 +64,11 @@ class ResourcesConfig:
     cam: StageResources = field(default_factory=_cam)  # actor pool, GPU where the cluster has one
     refine: StageResources = field(default_factory=_refine)  # CPU actor pool (CRF, graph cuts)
     write: StageResources = field(default_factory=_write)  # Ray tasks
+    cpu_cam_share: float = 0.75  # no GPU, cam.actors auto: CAM's share of the CPUs; rest: refine
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.cpu_cam_share < 1.0:
+            raise ValueError(f"resources.cpu_cam_share must be in (0, 1), not {self.cpu_cam_share}")
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,22 @@ def test_auto_uses_gpus_of_the_cluster_not_the_driver():
 
 
 def test_cpu_only_cluster_gets_no_gpus_and_fits_every_stage():
-    res = resolve_resources(ResourcesConfig(), {"CPU": 3.0})
-    assert res.cam.num_gpus == 0.0 and res.cam.actors == 1
-    total = (
-        res.cam.actors * res.cam.num_cpus
-        + res.refine.actors * res.refine.num_cpus
-        + res.decode.num_cpus
-        + res.write.num_cpus
-    )
-    assert total <= 3.0
+    for cpus, cam_actors in ((3.0, 2), (4.0, 3), (16.0, 12), (1.0, 1)):
+        res = resolve_resources(ResourcesConfig(), {"CPU": cpus})
+        assert res.cam.num_gpus == 0.0 and res.cam.actors == cam_actors, cpus
+        total = (
+            res.cam.actors * res.cam.num_cpus
+            + res.refine.actors * res.refine.num_cpus
+            + res.decode.num_cpus
+            + res.write.num_cpus
+        )
+        assert res.refine.actors >= 1 and (total <= cpus or cpus < 2), cpus
+
+
+def test_cpu_cam_share_moves_cpus_between_cam_and_refine():
+    more = resolve_resources(ResourcesConfig(cpu_cam_share=0.9), {"CPU": 16.0})
+    less = resolve_resources(ResourcesConfig(cpu_cam_share=0.3), {"CPU": 16.0})
+    assert more.cam.actors > less.cam.actors and more.refine.actors < less.refine.actors
 
 
 def test_explicit_values_are_kept():
