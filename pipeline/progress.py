@@ -57,13 +57,15 @@ class StageCount:
 
 @contextmanager
 def stage(name: str, total: int | None = None, unit: str = "items") -> Iterator[StageCount]:
-    """Log `name: started` and `name: done N/TOTAL unit in S s` (or `name: failed after S s`)."""
+    """Log `name: started` and `name: done N/TOTAL unit in S s` (or `name: failed after S s`,
+    `interrupted` for Ctrl-C and SIGTERM)."""
     count = StageCount(name, total, unit)
     log.info("%s: started%s", name, f" ({total} {unit})" if total is not None else "")
     try:
         yield count
-    except BaseException:
-        log.warning("%s: failed after %.1f s", name, count.seconds())
+    except BaseException as error:
+        how = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        log.warning("%s: %s after %.1f s", name, how, count.seconds())
         raise
     log.info("%s: done %s", name, count.summary())
 

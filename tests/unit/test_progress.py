@@ -39,6 +39,13 @@ def test_stage_that_raises_logs_failure_and_reraises(caplog):
     assert caplog.records[-1].getMessage().startswith("evaluate: failed after ")
 
 
+def test_stage_interrupted_by_ctrl_c_says_interrupted(caplog):
+    caplog.set_level(logging.INFO, logger="webseg.stage")
+    with pytest.raises(KeyboardInterrupt), stage("pseudo-label"):
+        raise KeyboardInterrupt
+    assert caplog.records[-1].getMessage().startswith("pseudo-label: interrupted after ")
+
+
 def test_without_a_terminal_progress_is_periodic_lines(caplog, monkeypatch):
     monkeypatch.setenv("WEBSEG_QUIET", "0")
     caplog.set_level(logging.INFO, logger="webseg.stage")
