@@ -100,18 +100,24 @@ class Sampler:
         self.cpu_busy = (busy - self._cpu[0]) / max(1, total - self._cpu[1])
 
 
+def _timed(command: list[str], what: str) -> tuple[float, str, Sampler]:
+    """Run command, sampling its process tree; (wall seconds, stdout, sampler). Exit on failure."""
+    started = time.perf_counter()
+    job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with Sampler(job.pid) as sampler:
+        stdout, err = job.communicate()
+    wall = time.perf_counter() - started
+    if job.returncode != 0:
+        raise SystemExit(f"{what} failed ({job.returncode}): {err.decode()[-2000:]}")
+    return wall, stdout.decode(), sampler
+
+
 def run_webseg(collection: Path, model: str, out: Path, config: str | None) -> dict:
     command = [sys.executable, "-m", "pipeline.cli", "--quiet", "pseudo-label",
                "--collection", str(collection), "--model", model, "--out", str(out)]  # fmt: skip
     if config:
         command += ["--config", config]
-    started = time.perf_counter()
-    job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    with Sampler(job.pid) as sampler:
-        _, err = job.communicate()
-    wall = time.perf_counter() - started
-    if job.returncode != 0:
-        raise SystemExit(f"webseg pseudo-label failed ({job.returncode}): {err.decode()[-2000:]}")
+    wall, _, sampler = _timed(command, "webseg pseudo-label")
     info = json.loads((out / "run.json").read_text())
     rows = info["counts"]["rows"]
     return _figures(wall, info["items"], rows, sampler) | {"stage_seconds": info["stage_seconds"]}
@@ -120,14 +126,8 @@ def run_webseg(collection: Path, model: str, out: Path, config: str | None) -> d
 def run_baseline(collection: Path, model: str, out: Path, config: str | None) -> dict:
     command = [sys.executable, __file__, "--baseline-worker", str(collection), model, str(out),
                config or ""]  # fmt: skip
-    started = time.perf_counter()
-    job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    with Sampler(job.pid) as sampler:
-        stdout, err = job.communicate()
-    wall = time.perf_counter() - started
-    if job.returncode != 0:
-        raise SystemExit(f"baseline failed ({job.returncode}): {err.decode()[-2000:]}")
-    counts = json.loads(stdout.decode().strip().splitlines()[-1])
+    wall, stdout, sampler = _timed(command, "baseline")
+    counts = json.loads(stdout.strip().splitlines()[-1])
     return _figures(wall, counts["items"], counts["rows"], sampler)
 
 
