@@ -115,16 +115,17 @@ class CamStage:
             compute_cams(self.model, frames, tags, self.cfg, self.device) if frames else ([], [])
         )
         share = (time.perf_counter() - started) / max(1, len(frames))
+        live_rows, at = {id(r) for r in live}, 0
         for row in rows:
-            row[schema.CAM], row[schema.TAG_SCORES] = _no_cams(len(row[schema.FRAMES]))
-            row[f"{schema.TIMING_PREFIX}cam"] = 0.0
-        at = 0
-        for row in live:
             n = len(row[schema.FRAMES])
-            row[schema.CAM] = np.stack(cams[at : at + n]).astype(np.float32)
-            row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
-            row[f"{schema.TIMING_PREFIX}cam"] = share * n
-            at += n
+            if id(row) in live_rows:
+                row[schema.CAM] = np.stack(cams[at : at + n]).astype(np.float32)
+                row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
+                row[f"{schema.TIMING_PREFIX}cam"] = share * n
+                at += n
+            else:
+                row[schema.CAM], row[schema.TAG_SCORES] = _no_cams(n)
+                row[f"{schema.TIMING_PREFIX}cam"] = 0.0
         return to_batch(rows, TENSORS)
 
 

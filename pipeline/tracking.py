@@ -12,6 +12,7 @@ beside it. mlflow itself is imported lazily: the rule and a command with nothing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pipeline import schema, storage
@@ -197,11 +199,18 @@ def log_file(uri: str, artifact_path: str | None = None) -> None:
     """Log a local or s3:// file as a run artifact, keeping its file name."""
     import mlflow
 
+    with named_local_copy(uri) as named:
+        mlflow.log_artifact(named, artifact_path=artifact_path)
+
+
+@contextlib.contextmanager
+def named_local_copy(uri: str) -> Iterator[str]:
+    """A local copy of a local or s3:// file under its own file name (artifacts keep the name)."""
     name = posixpath.basename(uri.rstrip("/"))
     with storage.local_copy(uri) as path, tempfile.TemporaryDirectory() as folder:
         named = os.path.join(folder, name)
         shutil.copyfile(path, named)
-        mlflow.log_artifact(named, artifact_path=artifact_path)
+        yield named
 
 
 # ---- driver-side logging: explicit MlflowClient, never MLflow's process-wide uri -------------
@@ -268,10 +277,8 @@ def log_pseudo_label(
         _log_batch(client, run_id, pseudo_label_metrics(info))
         info.update(mlflow_run_id=run_id, mlflow_tracking_uri=uri)
         write_run_json(out_uri, info)
-        with storage.local_copy(storage.join(out_uri, schema.RUN_NAME)) as path, \
-                tempfile.TemporaryDirectory() as folder:  # fmt: skip
-            shutil.copyfile(path, os.path.join(folder, schema.RUN_NAME))
-            client.log_artifact(run_id, os.path.join(folder, schema.RUN_NAME))
+        with named_local_copy(storage.join(out_uri, schema.RUN_NAME)) as path:
+            client.log_artifact(run_id, path)
         client.set_terminated(run_id)
         log.info("MLflow run %s (%s) in %s", run_id, run.info.run_name, uri)
         return run_id
