@@ -31,8 +31,7 @@ from pipeline import storage, tracking
 from pipeline.logs import train_log_level
 from pipeline.models.deeplab import DeepLabConfig
 from pipeline.registry import CANDIDATE, get_or_create_run
-from pipeline.train.classifier import absolute as _absolute
-from pipeline.train.classifier import resolve_use_gpu, state_uri
+from pipeline.train.classifier import absolute, resolve_use_gpu, state_uri
 from pipeline.train.segmenter_data import count_samples, load_source, read_label_set
 
 log = logging.getLogger(__name__)
@@ -131,7 +130,7 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
         model=replace(cfg.model, num_classes=len(classes)),
         tracking_uri=tracking.tracking_uri_for(cfg.tracking_uri, out_uri),
     )
-    state = _absolute(state_uri(out_uri))
+    state = absolute(state_uri(out_uri))
     if resume and not has_checkpoints(state, cfg.run_name):
         log.warning("--resume: no checkpoint under %s, starting from scratch", state)
     tags = tracking.run_tags(COMMAND, collection_root, out_uri, {tracking.TAG_LABELS: labels_uri})
