@@ -5,7 +5,7 @@ the keywords they were found under, and a segmenter trained on them (locally or 
     webseg config           [--config FILE] [--section NAME]
     webseg train-classifier --collection URI --out MODEL_URI [--config FILE] [--epochs N] [--workers N]
     webseg pseudo-label     --collection URI --model MODEL_URI --out LABELS_URI [--config FILE]
-    webseg evaluate         --labels LABELS_URI --collection URI [--json]
+    webseg evaluate         --labels LABELS_URI --collection URI
     webseg report           --labels LABELS_URI [--collection URI]
     webseg train-segmenter  --labels LABELS_URI --out MODEL_URI [--val-collection URI]
                             [--epochs N] [--workers N] [--resume]
@@ -13,13 +13,14 @@ the keywords they were found under, and a segmenter trained on them (locally or 
     webseg retrain          (see webseg retrain --help)
     webseg demo             [--out DIR]
 
+Every command that has a result ends with a short summary table, or the same result as JSON with
+--json (IoU, mIoU, J, AP and coverage in percent, times in seconds; see pipeline/summary.py).
 URIs are local paths or s3://...; exit status 0 on success, non-zero with a one-line reason on error.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 
+from pipeline import summary
 from pipeline.logs import LEVELS, configure_logging
 from pipeline.progress import stage
 
@@ -62,6 +64,9 @@ WORKFLOW_EPILOG = """workflow:
   6. webseg predict --model model/segmenter --collection NEW --out predicted
   webseg retrain runs 3-6 on a schedule; webseg demo runs 2-4 on a generated collection;
   webseg config prints the effective configuration of every step.
+
+Every command ends with a short summary table of its result; --json prints that result as JSON
+instead (the same keys as before; IoU, mIoU, J, AP and coverage in percent 0-100, seconds).
 """
 
 
@@ -97,6 +102,7 @@ def _global_flags(parser: argparse.ArgumentParser, in_subcommand: bool) -> None:
         default=flag_default,
         help="warnings and errors only, no progress bars",
     )
+    parser.add_argument("--json", action="store_true", default=flag_default, help=summary.JSON_HELP)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -144,10 +150,11 @@ def _configure(args: argparse.Namespace) -> None:
     configure_logging(level, quiet=args.quiet, ray_logs=args.verbose)
 
 
-def _print_result(result: object) -> None:
+def _print_result(command: str, result: object, as_json: bool = False) -> None:
+    """A dict or summary.Result as the summary table (JSON with --json); a str as it is."""
     try:
-        if isinstance(result, dict):
-            print(json.dumps(result, indent=2, default=str))
+        if isinstance(result, dict | summary.Result):
+            print(summary.render(command, result, as_json=as_json))
         elif isinstance(result, str):
             print(result)
         sys.stdout.flush()
@@ -207,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_sigterm)
-    _print_result(result)
+    _print_result(args.command, result, as_json=args.json)
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pipeline.collection import require_manifest
 from pipeline.settings import load_settings
+from pipeline.summary import Result
 
 
 def _settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
@@ -64,16 +65,17 @@ def pseudo_label(args: argparse.Namespace) -> dict:
 def _args_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", required=True, help="label set URI (pseudo-label or predict output)")
     p.add_argument("--collection", required=True, help="collection with gt/ beside media/")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def evaluate(args: argparse.Namespace) -> dict | str:
-    from pipeline.evaluate import evaluate_labels, format_table
+def evaluate(args: argparse.Namespace) -> Result:
+    """The summary table, under the per-class and per-video tables (--json: the whole result)."""
+    from pipeline.evaluate import evaluate_labels
+    from pipeline.evaluate_summary import format_breakdown
     from pipeline.tracking import log_evaluation
 
     result = evaluate_labels(args.labels, args.collection)
     log_evaluation(args.labels, args.collection, result)  # into the labels' MLflow run, if any
-    return result if args.json else format_table(result)
+    return Result(result, details=format_breakdown(result))
 
 
 def _args_report(p: argparse.ArgumentParser) -> None:
@@ -82,10 +84,10 @@ def _args_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="HTML URI (default: LABELS/report.html)")
 
 
-def report(args: argparse.Namespace) -> str:
+def report(args: argparse.Namespace) -> dict:
     from pipeline.report import build_report
 
-    return build_report(args.labels, args.collection, args.out)
+    return {"report": build_report(args.labels, args.collection, args.out)}
 
 
 def _args_demo(p: argparse.ArgumentParser) -> None:
@@ -93,7 +95,7 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="classifier epochs (default: config)")
 
 
-def demo(args: argparse.Namespace) -> str:
+def demo(args: argparse.Namespace) -> Result:
     from pipeline.demo import run_demo
 
     return run_demo(args.out, args.config, args.epochs, args.ray_address)

@@ -3,7 +3,8 @@
 generate collection -> train-classifier -> pseudo-label -> evaluate -> report
 
 Every step's MLflow run goes to OUT/mlflow.db; the classifier is registered there as
-`webseg-demo-classifier` (alias `candidate`), and the last lines print the `mlflow ui` command.
+`webseg-demo-classifier` (alias `candidate`). It ends with the summary table every command ends
+with (scores in percent, where everything went), whose last row is the `mlflow ui` command.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import os
 from pipeline import sample_data, storage
 from pipeline.progress import stage
 from pipeline.settings import load_settings
+from pipeline.summary import Result
 
 DEMO_EPOCHS = 12  # the synthetic shapes are easy; a dozen epochs gives usable CAMs on a laptop CPU
 DEMO_MODEL_NAME = "webseg-demo-classifier"  # registered model in the demo's MLflow store
 
 
-def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str | None) -> str:
+def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str | None) -> Result:
     from pipeline.dataflow import run_pseudo_label
-    from pipeline.evaluate import evaluate_labels, format_table
+    from pipeline.evaluate import evaluate_labels
+    from pipeline.evaluate_summary import format_breakdown
     from pipeline.registry import register_classifier
     from pipeline.report import build_report
     from pipeline.runtime import init_ray
@@ -57,18 +60,18 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
     log_evaluation(paths["labels"], paths["collection"], result)
     storage.write_text(os.path.join(out, "evaluation.json"), json.dumps(result, indent=2))
     report = build_report(paths["labels"], paths["collection"])
-    lines = [
-        format_table(result),
-        "",
-        f"collection : {paths['collection']}",
-        f"classifier : {paths['model']}  (registered as {registered['model_uri']}, version "
-        f"{registered['version']})",
-        f"labels     : {paths['labels']}  (manifest.parquet, masks/, run.json)",
-        f"evaluation : {os.path.join(out, 'evaluation.json')}",
-        f"report     : {report}",
-        "seconds    : " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()),
-        f"MLflow     : runs of train-classifier, pseudo-label (+ evaluate's scores) in {tracking};",
-        "             open the UI with",
-        f"mlflow ui --backend-store-uri {tracking}",
-    ]
-    return "\n".join(lines)
+    scores = ("image_miou", "image_miou_confident", "coverage", "frame_miou", "mean_video_j")
+    values = {
+        **{key: result[key] for key in scores},
+        "status_counts": result["status_counts"],
+        "collection": paths["collection"],
+        "classifier": paths["model"],
+        "registered_model": f"{registered['model_uri']} (version {registered['version']})",
+        "labels": paths["labels"],  # manifest.parquet, masks/, run.json
+        "evaluation": os.path.join(out, "evaluation.json"),
+        "report": report,
+        "seconds": {step: round(seconds, 1) for step, seconds in timings.items()},
+        "tracking_uri": tracking,  # runs of train-classifier, pseudo-label (+ evaluate's scores)
+        "mlflow_ui": f"mlflow ui --backend-store-uri {tracking}",
+    }
+    return Result(values, details=format_breakdown(result))

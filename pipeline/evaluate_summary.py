@@ -1,4 +1,4 @@
-"""evaluate_labels' result: the JSON-able summary of its tallies and the terminal table of it."""
+"""evaluate_labels' result: the JSON-able summary of its tallies (percent) and terminal tables of it."""
 
 from __future__ import annotations
 
@@ -61,17 +61,24 @@ def format_table(result: dict) -> str:
     lines = [
         f"images scored {result['images_scored']}, frames scored {result['frames_scored']}, "
         f"missing {result['missing']}; rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
-        f"image mIoU {_fmt(result['image_miou'])}  confident-only "
-        f"{_fmt(result['image_miou_confident'])}  coverage {_fmt(result['coverage'])}%",
-        f"frame mIoU {_fmt(result['frame_miou'])}  mean video J {_fmt(result['mean_video_j'])}  "
-        f"(frames with foreground {_fmt(result['mean_video_j_relevant'])})",
+        f"image mIoU {_fmt(result['image_miou'])}%  confident-only "
+        f"{_fmt(result['image_miou_confident'])}%  coverage {_fmt(result['coverage'])}%",
+        f"frame mIoU {_fmt(result['frame_miou'])}%  mean video J {_fmt(result['mean_video_j'])}%  "
+        f"(frames with foreground {_fmt(result['mean_video_j_relevant'])}%)",
     ]
+    breakdown = format_breakdown(result)
+    return "\n".join(lines) + (f"\n\n{breakdown}" if breakdown else "")
+
+
+def format_breakdown(result: dict) -> str:
+    """The per-class IoU and per-video J tables of evaluate_labels' result (percent)."""
+    lines: list[str] = []
     if result["per_class_iou"]:
-        lines += ["", f"{'class':<14}{'IoU':>7}"]
+        lines += [f"{'class':<14}{'IoU %':>7}"]
         lines += [f"{name:<14}{_fmt(v):>7}" for name, v in result["per_class_iou"].items()]
     if result["videos"]:
-        head = ("video", "J", "J fg", "frames", "labelled", "filtered", "failed", "missing")
-        lines += ["", f"{head[0]:<24}" + "".join(f"{h:>9}" for h in head[1:])]
+        head = ("video", "J %", "J fg %", "frames", "labelled", "filtered", "failed", "missing")
+        lines += [*([""] if lines else []), f"{head[0]:<24}" + "".join(f"{h:>9}" for h in head[1:])]
         for vid, v in result["videos"].items():
             cells = (_fmt(v["j"]), _fmt(v["j_relevant"]), v["frames"], v["labelled"],
                      v["filtered"], v["failed"], v["missing"])  # fmt: skip

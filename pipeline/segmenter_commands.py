@@ -7,12 +7,12 @@ Until cli.py registers these commands: python -m pipeline.segmenter_commands tra
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from typing import Any
 
 from pipeline.config import from_dict, load_yaml
+from pipeline.summary import render
 
 
 def _section(args: argparse.Namespace, name: str, cls: type, overrides: dict[str, Any]):
@@ -56,7 +56,7 @@ def train_segmenter(args: argparse.Namespace) -> dict:
     from pipeline.evaluate_inputs import require_ground_truth
     from pipeline.output import require_label_set
     from pipeline.runtime import init_ray
-    from pipeline.train.segmenter import SegmenterTrainConfig
+    from pipeline.train.config import SegmenterTrainConfig
     from pipeline.train.segmenter import train_segmenter as train
 
     cfg = _section(
@@ -102,9 +102,10 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> dict:
-    from pipeline.predict import PredictConfig, run_predict, with_tracking_uri
+    from pipeline.predict_run import run_predict, with_tracking_uri
     from pipeline.preflight import predict as preflight
     from pipeline.runtime import init_ray
+    from pipeline.settings import PredictConfig
 
     cfg = _section(
         args,
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    print(json.dumps(args.handler(args), indent=2, default=str))
+    print(render(args.command, args.handler(args), as_json=True))  # as `webseg --json COMMAND`
     return 0
 
 

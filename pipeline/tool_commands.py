@@ -7,6 +7,7 @@ import json
 import os
 
 from pipeline.collection import ManifestError
+from pipeline.summary import Result
 
 
 def _args_manifest(p: argparse.ArgumentParser) -> None:
@@ -52,8 +53,9 @@ def _place_classes(classes: tuple[str, ...], manifest_dir: str, given: bool) -> 
     return path
 
 
-def manifest(args: argparse.Namespace) -> str:
+def manifest(args: argparse.Namespace) -> Result:
     from pipeline.manifest_builder import build_manifest, format_report, write_manifest
+    from pipeline.schema import KIND_IMAGE, KIND_VIDEO
 
     out = args.out or os.path.join(args.dir, "manifest.jsonl")
     if os.path.exists(out) and not args.overwrite:
@@ -68,8 +70,18 @@ def manifest(args: argparse.Namespace) -> str:
         )
     written = _place_classes(classes, manifest_dir, bool(args.classes))
     write_manifest(build.rows, out)
-    report = format_report(build, out)
-    return report + (f"\nclasses: {written}" if written else "")
+    kinds = [row["kind"] for row in build.rows]
+    values = {
+        "manifest": out,
+        "items": len(kinds),
+        "images": kinds.count(KIND_IMAGE),
+        "videos": kinds.count(KIND_VIDEO),
+        "folders_mapped": len(build.mapped),
+        "folders_left_out": len(build.unmapped),
+        "classes_written": written,  # classes.json placed beside the manifest, if any
+    }
+    # the report's first line says what the table says: only its folder lists go above it
+    return Result(values, details=format_report(build, out).partition("\n")[2])
 
 
 def _args_config(p: argparse.ArgumentParser) -> None:
@@ -80,10 +92,16 @@ def _args_config(p: argparse.ArgumentParser) -> None:
     )
 
 
-def config(args: argparse.Namespace) -> str:
+def config(args: argparse.Namespace) -> str | dict:
+    """The commented YAML itself (no summary table); with --json, the same config as JSON."""
     from pipeline.settings import effective_yaml
 
-    return effective_yaml(args.config, args.section).rstrip("\n")
+    text = effective_yaml(args.config, args.section).rstrip("\n")
+    if getattr(args, "json", False):
+        import yaml
+
+        return yaml.safe_load(text)
+    return text
 
 
 TOOL_COMMANDS = {

@@ -147,8 +147,8 @@ def test_outputs_are_whole_and_stay_inside_the_output_root(corpus_run):
 def test_cli_rerun_exits_zero_retries_failures_and_keeps_the_manifest(corpus_run, ray_address,
                                                                       capsys):  # fmt: skip
     root, cases, out, _, rows = corpus_run
-    code = cli.main(["pseudo-label", "--collection", str(root / "collection"), "--model", "none",
-                     "--out", out, "--ray-address", ray_address])  # fmt: skip
+    code = cli.main(["--json", "pseudo-label", "--collection", str(root / "collection"), "--model",
+                     "none", "--out", out, "--ray-address", ray_address])  # fmt: skip
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
     assert summary["counts"]["status"][schema.FAILED] == sum(c.reason is not None for c in cases)
