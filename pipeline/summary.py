@@ -140,7 +140,7 @@ def format_table(
     order = sorted(values, key=lambda key: key not in PERCENT)  # stable: otherwise as given
     for key, value in ((key, values[key]) for key in order):
         if key in collapsed:
-            rows.append((label(key), _collapsed(key, value)))
+            rows.append((LABELS.get(key, key.replace("_", " ")), _collapsed(key, value)))
         else:
             _rows(str(key), value, 0, key in PERCENT, rows)
     width = max((len(name) for name, _ in rows), default=0) + 2
@@ -190,8 +190,9 @@ def _collapsed(key: str, value: Any) -> str:
         return format_value(value, key in PERCENT, key in SECONDS)
     if not value:
         return "none"
-    noun = {"per_class_iou": "classes", "videos": "videos"}.get(key, "entries")
-    return f"{len(value)} {noun} (table above; all in --json)"
+    noun = {"per_class_iou": "class"}.get(key, "")
+    plural = "" if not noun else f" {noun}" if len(value) == 1 else f" {noun}es"
+    return f"{len(value)}{plural} (table above; all in --json)"
 
 
 def format_value(value: Any, percent: bool = False, seconds: bool = False) -> str:

@@ -121,7 +121,9 @@ def test_result_details_go_above_the_table_and_not_into_json():
     )
     text = render("evaluate", result)
     assert text.startswith("video  J %\nv1    50.0\n\nsummary: evaluate")
-    assert _rows(text.split("\n\n", 1)[1])["videos"] == "1 videos (table above; all in --json)"
+    assert _rows(text.split("\n\n", 1)[1])["videos"] == "1 (table above; all in --json)"
+    per_class = render("evaluate", {"per_class_iou": {"a": 1.0, "b": 2.0, "c": 3.0}})
+    assert _rows(per_class)["IoU per class"] == "3 classes (table above; all in --json)"
     assert json.loads(render("evaluate", result, as_json=True)) == result.values
 
 
