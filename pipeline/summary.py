@@ -146,7 +146,7 @@ def format_table(
     width = max((len(name) for name, _ in rows), default=0) + 2
     lines = [f"{name:<{width}}{text}".rstrip() for name, text in rows]
     if title:
-        lines = [title, "-" * max(RULE, min(100, max(map(len, lines), default=0))), *lines]
+        lines = [title, "-" * max(RULE, min(72, max(map(len, lines), default=0))), *lines]
     return "\n".join(lines)
 
 
