@@ -183,3 +183,11 @@ def test_main_prints_the_table_or_json(monkeypatch, capsys):
     assert "val mIoU (%)" in capsys.readouterr().out
     assert cli.main([*argv, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["val_miou"] == 61.4
+
+
+def test_config_prints_yaml_and_with_json_the_same_config_as_json(capsys):
+    assert cli.main(["config", "--section", "predict"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("predict:") and "summary:" not in text  # its output is the config itself
+    assert cli.main(["--json", "config", "--section", "predict"]) == 0
+    assert "long_side" in json.loads(capsys.readouterr().out)["predict"]
