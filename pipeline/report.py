@@ -10,17 +10,15 @@ and failed items with reasons. Thumbnails are inline base64 JPEGs, so the page t
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline import schema, storage
 from pipeline.evaluate import evaluate_labels, read_classes, read_manifest
-from pipeline.report_html import (  # noqa: F401 (some only re-exported: the entry point)
-    CAMS_DIR,
+from pipeline.report_html import (
     CSS,
-    METRICS,
     PAGE,
+    ReportConfig,
     escape_html,
     html_grid,
     html_swatch,
@@ -28,28 +26,10 @@ from pipeline.report_html import (  # noqa: F401 (some only re-exported: the ent
     scores_html,
     status_lists_html,
 )
-from pipeline.report_images import (  # noqa: F401 (re-exported: the entry point)
-    PALETTE,
-    colorize,
-    data_uri,
-    heatmap,
-    overlay_cam,
-    overlay_mask,
-    voc_palette,
-)
 from pipeline.report_sources import ReportSources
 from pipeline.schema import IGNORE
 
 REPORT_NAME = "report.html"
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    thumb_px: int = 220  # longest side of a grid thumbnail (shown at most 15 % of the window wide)
-    small_px: int = 160  # longest side of a filtered-frame thumbnail
-    jpeg_quality: int = 85  # thumbnails' JPEG quality
-    alpha: float = 0.55  # weight of the mask or CAM colour over the image
-    max_rows: int = 500  # cap on listed filtered/failed rows (text stays readable)
 
 
 def pick_spread(rows: list[dict], count: int) -> list[dict]:

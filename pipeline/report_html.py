@@ -1,10 +1,11 @@
-"""HTML pieces of the label report: tables, the image grid, score tables and status lists."""
+"""HTML pieces of the label report: tables, the image grid, score tables and status lists, and
+ReportConfig (thumbnail sizes, JPEG quality, overlay weight) they are drawn with."""
 
 from __future__ import annotations
 
 import html
 import json
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,9 +13,6 @@ from pipeline import schema, storage
 from pipeline.evaluate import ConfusionMatrix, foreground_iou, read_mask
 from pipeline.report_images import PALETTE, colorize, data_uri, overlay_cam, overlay_mask
 from pipeline.schema import BACKGROUND, IGNORE
-
-if TYPE_CHECKING:
-    from pipeline.report import ReportConfig
 
 CAMS_DIR = "cams"
 CSS = """body{font:14px sans-serif;margin:20px;color:#222}h2{margin-top:28px}
@@ -41,6 +39,15 @@ METRICS = {
     "frames_scored": "frames scored",
     "missing": "missing or failed (scored as background)",
 }
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    thumb_px: int = 220  # longest side of a grid thumbnail (shown at most 15 % of the window wide)
+    small_px: int = 160  # longest side of a filtered-frame thumbnail
+    jpeg_quality: int = 85  # thumbnails' JPEG quality
+    alpha: float = 0.55  # weight of the mask or CAM colour over the image
+    max_rows: int = 500  # cap on listed filtered/failed rows (text stays readable)
 
 
 def escape_html(value: object) -> str:

@@ -16,7 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import schema
-from pipeline.report import ReportConfig, build_report, overlay_mask, pick_spread, voc_palette
+from pipeline.report import build_report, pick_spread
+from pipeline.report_html import ReportConfig
+from pipeline.report_images import overlay_mask, voc_palette
 
 U8 = np.uint8
 H, W = 48, 64
