@@ -27,8 +27,16 @@ def test_dull_video_keeps_its_best_shot():
     assert not keep[4:].any() and "floor" in reasons[4]
 
 
-def test_video_below_floor_drops_everything():
-    keep, reasons = relevant_frames(np.full(4, 0.01, np.float32), np.zeros(4, int), CFG)
+def test_video_below_floor_keeps_only_its_best_shot():
+    scores = np.array([0.001, 0.002, 0.004, 0.003, 0.0, 0.0], np.float32)
+    keep, reasons = relevant_frames(scores, np.array([0, 0, 1, 1, 2, 2]), CFG)
+    assert keep.tolist() == [False, False, True, True, False, False]
+    assert "floor" in reasons[0] and "floor" in reasons[4]
+
+
+def test_floor_drops_everything_when_the_best_shot_is_not_spared():
+    cfg = RelevanceConfig(floor=0.05, keep_best_shot=False)
+    keep, reasons = relevant_frames(np.full(4, 0.01, np.float32), np.zeros(4, int), cfg)
     assert not keep.any() and all("floor" in r for r in reasons)
 
 
