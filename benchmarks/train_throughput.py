@@ -21,7 +21,8 @@ import ray
 
 from pipeline import schema, storage
 from pipeline.output import read_table, write_manifest
-from pipeline.train.segmenter import SegmenterTrainConfig, train_segmenter
+from pipeline.train.config import SegmenterTrainConfig
+from pipeline.train.segmenter import train_segmenter
 
 
 def subset_label_set(labels: str, limit: int, folder: str) -> str:

@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import checkpoint, storage, tracking
 from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+from pipeline.predict import segment
 
 log = logging.getLogger(__name__)
 CANDIDATE = "candidate"
@@ -85,8 +86,6 @@ class SegmenterPyfunc(mlflow.pyfunc.PythonModel):
         self.model, self.info = load_segmenter_file(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input, params=None):  # untyped: MLflow validates typed inputs
-        from pipeline.predict import segment
-
         side = int(self.info.get("eval_long_side") or 512)
         return [segment(self.model, np.asarray(image, np.uint8), side) for image in model_input]
 

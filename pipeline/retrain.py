@@ -20,7 +20,6 @@ import argparse
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline import storage
@@ -36,16 +35,9 @@ from pipeline.retrain_state import (  # noqa: F401 (some only re-exported: the e
     write_subcollection,
 )
 from pipeline.retrain_steps import MlflowSteps, Steps
+from pipeline.settings import RetrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RetrainConfig:
-    metric: str = "image_miou"  # key of pipeline.evaluate's result that decides promotion
-    min_improvement: float = 0.0  # the candidate must beat the champion by more than this
-    lock_ttl_s: float = 6 * 3600.0  # a lease older than this is stale (its run died)
-    alias: str = "champion"  # MLflow alias moved on promotion (on segmenter.registered_model_name)
 
 
 # ---- pure decisions -------------------------------------------------------------------------

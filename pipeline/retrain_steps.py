@@ -7,10 +7,12 @@ held-out collection and move the MLflow registry alias.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from pipeline.retrain import RetrainConfig
+from pipeline.config import from_dict
+from pipeline.label_config import PseudoLabelConfig
+from pipeline.settings import PredictConfig, RetrainConfig
+from pipeline.train.config import SegmenterTrainConfig
 
 
 class Steps(Protocol):
@@ -27,6 +29,8 @@ class Steps(Protocol):
 class MlflowSteps:
     """The real steps: pseudo-label, train-segmenter, predict + evaluate, MLflow registry alias."""
 
+    # each method imports its heavy modules (Ray, torch, MLflow) when it runs, deliberately
+
     def __init__(
         self,
         holdout_uri: str,
@@ -37,11 +41,7 @@ class MlflowSteps:
     ) -> None:
         """work_uri: the run's --work; the MLflow store (pipeline.tracking's rule) is
         segmenter.tracking_uri, else MLFLOW_TRACKING_URI, else WORK/mlflow.db."""
-        from pipeline.config import from_dict
-        from pipeline.label_config import PseudoLabelConfig
-        from pipeline.predict import PredictConfig
-        from pipeline.tracking import tracking_uri_for
-        from pipeline.train.segmenter import SegmenterTrainConfig
+        from pipeline.tracking import tracking_uri_for  # deferred, as every MLflow import here
 
         self.holdout_uri, self.classifier, self.retrain = holdout_uri, classifier, retrain
         self.label_cfg = from_dict(PseudoLabelConfig, sections.get("pseudo_label"), "pseudo_label.")
@@ -92,7 +92,7 @@ class MlflowSteps:
 
     def score(self, model_uri: str, holdout_uri: str, out_uri: str) -> float:
         from pipeline.evaluate import evaluate_labels
-        from pipeline.predict import run_predict
+        from pipeline.predict_run import run_predict
 
         run_predict(model_uri, holdout_uri, out_uri, self.predict_cfg)
         value = evaluate_labels(out_uri, holdout_uri).get(self.retrain.metric)

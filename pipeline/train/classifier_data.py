@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -16,9 +15,7 @@ from pipeline import schema
 from pipeline.collection import Collection, Item
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
 from pipeline.storage import StorageError
-
-if TYPE_CHECKING:
-    from pipeline.train.classifier import ClassifierTrainConfig
+from pipeline.train.config import ClassifierTrainConfig
 
 
 @dataclass

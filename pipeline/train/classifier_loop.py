@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -25,9 +24,7 @@ from pipeline import checkpoint, tracking
 from pipeline.models.classifier import CamClassifier
 from pipeline.train import finetune
 from pipeline.train.augment import augment_batch, eval_batch
-
-if TYPE_CHECKING:
-    from pipeline.train.classifier import ClassifierTrainConfig
+from pipeline.train.config import ClassifierTrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ from torch import nn
 from pipeline.checkpoint import load_user_backbone
 from pipeline.models.pretrained import WeightsInfo, load_backbone_weights
 from pipeline.train.augment import eval_batch
-
-FINETUNE_MODES = ("head", "frozen", "partial", "full")
+from pipeline.train.config import FINETUNE_MODES
 
 
 def initial_weights(backbone: nn.Module, name: str, pretrained: str) -> WeightsInfo | None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 import numpy as np
 import ray
@@ -29,70 +28,17 @@ import ray.train.torch
 
 from pipeline import storage, tracking
 from pipeline.logs import train_log_level
-from pipeline.models.deeplab import DeepLabConfig
 from pipeline.registry import CANDIDATE, get_or_create_run
 from pipeline.train.classifier import absolute, resolve_use_gpu, state_uri
+from pipeline.train.config import SegmenterTrainConfig
 from pipeline.train.segmenter_data import count_samples, load_source, read_label_set
+from pipeline.train.segmenter_loop import train_loop
 
 log = logging.getLogger(__name__)
 COMMAND = "train-segmenter"  # MLflow run names and the webseg.command tag
 RUN_RECORD = "mlflow_run.json"
 RESULT = "result.json"  # the final summary, written by rank 0
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2 writes it with each checkpoint
-
-
-@dataclass(frozen=True)
-class SegmenterTrainConfig:
-    model: DeepLabConfig = field(
-        default_factory=DeepLabConfig
-    )  # num_classes is set from the label set
-    epochs: int = 12  # passes over the labelled images and frames
-    batch_size: int = 8  # global batch, split across workers
-    crop_size: int = 224  # training crop (square, px) after random scaling
-    store_size: int = 320  # decoded items are letterboxed to this long side before augmentation
-    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale of the stored image (log-uniform)
-    flip: float = 0.5  # probability of a horizontal flip
-    lr: float = 2e-3  # AdamW peak learning rate, decayed by the poly schedule
-    poly_power: float = 0.9  # lr = peak * (1 - step / total) ** power
-    weight_decay: float = 1e-4  # AdamW weight decay
-    pretrained: str = "imagenet"  # backbone init: imagenet (installed package) | none | weights URI
-    backbone_lr_mult: float | None = None  # backbone lr factor; None: 0.1 pretrained, 1.0 scratch
-    freeze_bn: bool = True  # keep pretrained backbone BatchNorm statistics fixed (small batches)
-    finetune: Literal["frozen", "partial", "full"] = "full"  # how much of the backbone trains
-    trainable_stages: int = 3  # partial: the backbone's last N stages (backbone.stages()) train
-    min_confidence: float = 0.0  # train only on labelled rows with manifest confidence >= this
-    workers: int = 1  # Ray Train workers (DDP)
-    cpus_per_worker: float = (
-        0.75  # logical CPUs per worker; the rest feeds Ray Data (2-CPU deadlock)
-    )
-    data_cpus: float = 0.25  # logical CPUs per decode task
-    use_gpu: bool | str = "auto"  # True, False or "auto" (GPUs in ray.cluster_resources())
-    amp: bool = True  # mixed precision (float16 autocast + grad scaling), GPU only
-    seed: int = 0  # weights, shuffling and augmentation
-    init_from: str | None = (
-        None  # classifier checkpoint or backbone state dict; overrides pretrained
-    )
-    eval_long_side: int = 320  # validation and predict working resolution (long side, px)
-    val_collection: str | None = None  # a collection with gt/ scored every epoch (val_miou)
-    val_max_items: int = 0  # cap on validation images/frames (0 = all)
-    preview_items: int = 4  # training items in the image | pseudo-label | prediction grid
-    tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else mlflow.db in the
-    # folder of --out (pipeline/tracking.py); a relative sqlite path is made absolute
-    experiment: str = "webseg-segmenter"  # MLflow experiment name
-    registered_model_name: str = "webseg-segmenter"  # MLflow registry name; alias `candidate`
-    run_name: str = "segmenter"  # Ray Train run name inside the state folder
-
-
-def starts_pretrained(cfg: SegmenterTrainConfig) -> bool:
-    """Whether the backbone starts from trained weights (ImageNet, a file or init_from)."""
-    return bool(cfg.init_from) or cfg.pretrained != "none"
-
-
-def backbone_lr_mult(cfg: SegmenterTrainConfig) -> float:
-    """The backbone's lr factor: the configured one, else 0.1 from trained weights, 1.0 scratch."""
-    if cfg.backbone_lr_mult is not None:
-        return cfg.backbone_lr_mult
-    return 0.1 if starts_pretrained(cfg) else 1.0
 
 
 def has_checkpoints(state: str, run_name: str) -> bool:
@@ -152,8 +98,6 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
         "previews": _previews(sources, cfg),
         "result_uri": storage.join(state, RESULT),
     }
-    from pipeline.train.segmenter_loop import train_loop
-
     trainer = ray.train.torch.TorchTrainer(
         train_loop,
         train_loop_config=loop_config,

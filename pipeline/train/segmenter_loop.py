@@ -28,8 +28,8 @@ from pipeline.models.classifier import input_stats
 from pipeline.models.deeplab import DeepLabV3, poly_lr_factor, segmentation_loss
 from pipeline.predict import segment
 from pipeline.registry import log_segmenter
+from pipeline.train.config import backbone_lr_mult, starts_pretrained
 from pipeline.train.finetune import freeze, set_train_mode
-from pipeline.train.segmenter import backbone_lr_mult, starts_pretrained
 from pipeline.train.segmenter_data import IMAGE_COL, MASK_COL, augment_pair
 from pipeline.train.segmenter_eval import confusion, load_val_set, miou, preview_grid
 from pipeline.train.segmenter_init import init_backbone

@@ -12,8 +12,9 @@ from pipeline import checkpoint, schema
 from pipeline.decode import DecodeConfig, read_image
 from pipeline.label_config import StageResources
 from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
-from pipeline.predict import PredictConfig, run_predict
+from pipeline.predict_run import run_predict
 from pipeline.sample_data import generate
+from pipeline.settings import PredictConfig
 
 TINY = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
 

@@ -93,8 +93,10 @@ def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path, 
     from mlflow.tracking import MlflowClient
 
     from pipeline.config import from_dict
-    from pipeline.predict import PredictConfig, run_predict
-    from pipeline.train.segmenter import SegmenterTrainConfig, train_segmenter
+    from pipeline.predict_run import run_predict
+    from pipeline.settings import PredictConfig
+    from pipeline.train.config import SegmenterTrainConfig
+    from pipeline.train.segmenter import train_segmenter
 
     collection, labels = data
     cfg = from_dict(

@@ -39,7 +39,8 @@ def test_one_epoch_writes_a_loadable_model_and_an_mlflow_run(ray_session, tmp_pa
     from pipeline.checkpoint import load_classifier
     from pipeline.models.backbone import ResNet
     from pipeline.models.classifier import ModelConfig
-    from pipeline.train.classifier import ClassifierTrainConfig, train_classifier
+    from pipeline.train.classifier import train_classifier
+    from pipeline.train.config import ClassifierTrainConfig
 
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
     pretrained = tmp_path / "resnet18_w16.pth"  # torchvision key layout, fc head included
@@ -83,7 +84,8 @@ def test_default_head_fit_on_imagenet_lite0_records_its_weights(ray_session, tmp
 
     from pipeline.checkpoint import load_classifier, load_payload
     from pipeline.models.pretrained import sha256_of_file, weights_path
-    from pipeline.train.classifier import ClassifierTrainConfig, train_classifier
+    from pipeline.train.classifier import train_classifier
+    from pipeline.train.config import ClassifierTrainConfig
 
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = ClassifierTrainConfig(

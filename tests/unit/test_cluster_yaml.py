@@ -11,7 +11,7 @@ yaml = pytest.importorskip("yaml")
 util = pytest.importorskip("ray.autoscaler._private.util")
 
 from pipeline.label_config import ResourcesConfig  # noqa: E402
-from pipeline.train.classifier import ClassifierTrainConfig  # noqa: E402
+from pipeline.train.config import ClassifierTrainConfig  # noqa: E402
 
 CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 

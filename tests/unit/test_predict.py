@@ -14,9 +14,11 @@ from pipeline.decode import DecodeConfig
 from pipeline.evaluate import evaluate_labels
 from pipeline.label_config import StageResources
 from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
-from pipeline.predict import PredictConfig, run_predict, segment
+from pipeline.predict import segment
+from pipeline.predict_run import run_predict
 from pipeline.registry import load_segmenter
 from pipeline.sample_data import generate
+from pipeline.settings import PredictConfig
 
 TINY = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
 ON_DRIVER = StageResources(actors=0)  # no Ray in unit tests; the actor pool is an integration test

@@ -16,7 +16,7 @@ from pipeline.label_config import PseudoLabelConfig, StageResources
 from pipeline.models.classifier import CamClassifier, ModelConfig
 from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
 from pipeline.output import LabelSetError
-from pipeline.predict import PredictConfig, run_predict
+from pipeline.predict_run import run_predict
 from pipeline.preflight import (
     EndpointError,
     ModelError,
@@ -26,6 +26,7 @@ from pipeline.preflight import (
     endpoint_problem,
 )
 from pipeline.sample_data import CLASSES, generate
+from pipeline.settings import PredictConfig
 
 TINY_SEG = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
 ON_DRIVER = PredictConfig(long_side=32, resources=StageResources(actors=0))

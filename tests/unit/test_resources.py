@@ -36,8 +36,8 @@ def test_explicit_values_are_kept():
 
 
 def test_predict_pool_follows_the_cluster_gpus_or_cpus():
-    from pipeline.predict import PredictConfig
     from pipeline.predict_dataflow import resolve_predict_resources
+    from pipeline.settings import PredictConfig
 
     auto = PredictConfig().resources
     gpu = resolve_predict_resources(auto, {"CPU": 16.0, "GPU": 2.0})

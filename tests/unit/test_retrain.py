@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import retrain
-from pipeline.retrain import RetrainConfig, Watermark
+from pipeline.retrain_state import Watermark
+from pipeline.settings import RetrainConfig
 
 
 def _collection(root, ids):

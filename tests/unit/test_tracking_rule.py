@@ -11,9 +11,10 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import registry, tracking
-from pipeline.predict import PredictConfig, with_tracking_uri
-from pipeline.train.classifier import ClassifierTrainConfig, state_uri
-from pipeline.train.segmenter import SegmenterTrainConfig
+from pipeline.predict_run import with_tracking_uri
+from pipeline.settings import PredictConfig
+from pipeline.train.classifier import state_uri
+from pipeline.train.config import ClassifierTrainConfig, SegmenterTrainConfig
 
 
 @pytest.fixture(autouse=True)

@@ -130,7 +130,7 @@ def test_min_confidence_without_the_column_keeps_everything_and_warns(caplog):
 def test_one_cpu_training_step_on_lite0_keeps_backbone_bn_statistics():
     """The worker loop's build + one epoch of one batch, without Ray: ImageNet init, the Lite
     input stats in the augmentation, frozen backbone BatchNorm, trainable ASPP BatchNorm."""
-    from pipeline.train.segmenter import SegmenterTrainConfig, backbone_lr_mult
+    from pipeline.train.config import SegmenterTrainConfig, backbone_lr_mult
     from pipeline.train.segmenter_loop import _build, _train_epoch
 
     cfg = SegmenterTrainConfig(
@@ -160,7 +160,7 @@ def test_one_cpu_training_step_on_lite0_keeps_backbone_bn_statistics():
 
 
 def test_scratch_resnet_trains_its_bn_and_full_lr():
-    from pipeline.train.segmenter import SegmenterTrainConfig, backbone_lr_mult
+    from pipeline.train.config import SegmenterTrainConfig, backbone_lr_mult
 
     cfg = SegmenterTrainConfig(model=DeepLabConfig(backbone="resnet"), pretrained="none")
     assert backbone_lr_mult(cfg) == 1.0
@@ -169,7 +169,7 @@ def test_scratch_resnet_trains_its_bn_and_full_lr():
 
 
 def test_frozen_finetune_keeps_the_backbone_and_trains_the_head():
-    from pipeline.train.segmenter import SegmenterTrainConfig
+    from pipeline.train.config import SegmenterTrainConfig
     from pipeline.train.segmenter_loop import _build, _train_epoch
 
     cfg = SegmenterTrainConfig(

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pipeline.models.classifier import CamClassifier, ModelConfig
-from pipeline.train.classifier import ClassifierTrainConfig
+from pipeline.train.config import ClassifierTrainConfig
 from pipeline.train.finetune import (
     fit_linear_head,
     freeze,

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.train.augment import AugmentConfig, augment_batch, colour_jitter, eval_batch
-from pipeline.train.classifier import average_precision, per_class_ap, resolve_use_gpu
+from pipeline.train.augment import augment_batch, colour_jitter, eval_batch
+from pipeline.train.classifier import resolve_use_gpu
+from pipeline.train.classifier_loop import average_precision, per_class_ap
+from pipeline.train.config import AugmentConfig
 
 
 def test_augment_shapes_and_determinism():

@@ -1,0 +1,92 @@
+"""`webseg predict`: segment a collection with a trained segmenter into a label set in the
+pseudo-label format.
+
+    webseg predict --model models:/webseg-segmenter@candidate --collection URI --out LABELS_URI
+
+Items are spread over a Ray actor pool (GPU where the cluster has one; `predict.resources`, see
+predict_dataflow.py), or run on the driver without Ray with `resources.actors: 0` (small holdouts,
+tests). Every image and every sampled video frame gets a mask at source resolution (predict.py),
+plus manifest.parquet and run.json, so `webseg evaluate` scores the output like pseudo-labels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+
+from pipeline.config import flatten
+from pipeline.labelset_guard import claim, code_version
+from pipeline.output import status_counts, write_manifest, write_run_json
+from pipeline.predict import predict_item
+from pipeline.preflight import check_outcome, check_predict
+from pipeline.progress import progress_bar
+from pipeline.settings import PredictConfig
+
+log = logging.getLogger(__name__)
+
+
+def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig) -> list[dict]:
+    if cfg.resources.actors == 0:
+        rows = []
+        with progress_bar("predict", total=len(items), unit="items") as bar:
+            for item in items:
+                rows += predict_item(model, item, out_uri, long_side, cfg)
+                bar.update(1)
+        return rows
+    # deferred: Ray loads only for an actor pool (resources.actors > 0)
+    from pipeline.predict_dataflow import predict_on_ray
+    from pipeline.runtime import init_ray
+
+    init_ray()  # joins RAY_ADDRESS or the Ray the caller started; else a local one
+    return predict_on_ray(model, items, out_uri, long_side, cfg)
+
+
+def with_tracking_uri(cfg: PredictConfig, model_uri: str, out_uri: str) -> PredictConfig:
+    """cfg with tracking_uri resolved by pipeline.tracking's rule when model_uri is an MLflow URI
+    (models:/, runs:/): the store beside the --out label set unless given or in the environment."""
+    # deferred: MLflow loads only when a run predicts from a models:/ or runs:/ URI
+    from pipeline.registry import MLFLOW_SCHEMES
+    from pipeline.tracking import tracking_uri_for
+
+    if not model_uri.startswith(MLFLOW_SCHEMES):
+        return cfg
+    return replace(cfg, tracking_uri=tracking_uri_for(cfg.tracking_uri, out_uri, artifact=True))
+
+
+def run_predict(
+    model_uri: str,
+    collection_uri: str,
+    out_uri: str,
+    cfg: PredictConfig | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Segment every item of a collection into out_uri; returns the run.json content.
+
+    out_uri may hold only a label set this model and config made (it is rewritten); overwrite
+    removes any other first. LabelSetError when every row failed."""
+    cfg = with_tracking_uri(cfg or PredictConfig(), model_uri, out_uri)
+    started = time.time()
+    collection, model, info, record = check_predict(collection_uri, model_uri, out_uri, cfg)
+    long_side = cfg.long_side or int(info.get("eval_long_side") or 512)
+    with claim(out_uri, record, overwrite):
+        rows = _predict_rows(model, collection.items, out_uri, long_side, cfg)
+        write_manifest(out_uri, rows)
+        run = {
+            "collection": collection.root,
+            "model_uri": model_uri,
+            "kind": "prediction",
+            "code_version": code_version(),
+            "config": flatten(cfg),
+            "long_side": long_side,
+            "classes": list(info["classes"]),
+            "items": len(collection.items),
+            "counts": status_counts(rows),
+            "wall_seconds": round(time.time() - started, 2),
+            "fingerprint": record,
+        }
+        write_run_json(out_uri, run)
+    log.info("predicted %s", json.dumps(run["counts"]))
+    check_outcome(out_uri, run["counts"])
+    return run

