@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ PERCENT = frozenset({
     "map", "per_class_ap", "score",
 })  # fmt: skip
 SECONDS = frozenset({"wall_seconds", "wall_s", "seconds"})  # labelled "(s)"
+TIMESTAMPS = frozenset({"finished", "started"})  # Unix times, shown as UTC
 LABELS = {
     "image_miou": "image mIoU",
     "image_miou_confident": "image mIoU, confident rows",
@@ -60,6 +62,10 @@ LABELS = {
     "seconds": "time",
     "status_counts": "rows",
     "mlflow_ui": "open MLflow with",
+    "failed_reasons": "failed reasons",
+    "relevant_frames": "relevant frames",
+    "checkpoint_uri": "checkpoint",
+    "init_from": "init from",
 }
 # Keys of a result left out of the table as a count ("3 videos, table above"), kept in --json.
 COLLAPSED: dict[str, tuple[str, ...]] = {"evaluate": ("per_class_iou", "videos")}
@@ -150,16 +156,17 @@ def format_table(
     return "\n".join(lines)
 
 
-def label(key: str, percent: bool = False) -> str:
-    """A result key as its table label, with its unit: 'val_miou' -> 'val mIoU (%)'."""
-    text = LABELS.get(key, key.replace("_", " "))
+def label(key: str, percent: bool = False, depth: int = 0) -> str:
+    """A result key as its table label, with its unit: 'val_miou' -> 'val mIoU (%)'. Nested keys
+    may be data (class names, video ids): only LABELS renames them."""
+    text = LABELS.get(key, key.replace("_", " ") if depth == 0 else key)
     if percent or key in PERCENT:
         return f"{text} (%)"
     return f"{text} (s)" if key in SECONDS else text
 
 
 def _rows(key: str, value: Any, depth: int, percent: bool, rows: list) -> None:
-    name = "  " * depth + label(key)  # "(%)" on the key that is percent, not on its children
+    name = "  " * depth + label(key, depth=depth)  # "(%)" on the percent key, not its children
     percent = percent or key in PERCENT
     if isinstance(value, Mapping) and value:
         inline = _inline(value, percent, seconds=key in SECONDS)
@@ -171,6 +178,8 @@ def _rows(key: str, value: Any, depth: int, percent: bool, rows: list) -> None:
             rows.append((name, ""))
             for child, item in value.items():
                 _rows(str(child), item, depth + 1, percent, rows)
+    elif key in TIMESTAMPS and isinstance(value, int | float) and not isinstance(value, bool):
+        rows.append((name, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))))
     else:
         rows.append((name, format_value(value, percent, seconds=key in SECONDS)))
 
@@ -179,10 +188,16 @@ def _inline(value: Mapping, percent: bool, seconds: bool) -> str | None:
     """'labelled 45, filtered 3' for a dict of scalars; None when a value is itself a dict."""
     if any(isinstance(v, Mapping | list | tuple) for v in value.values()):
         return None
-    return ", ".join(
-        f"{k} {format_value(v, percent or k in PERCENT, seconds or k in SECONDS)}"
-        for k, v in value.items()
-    )
+    cells = []
+    for key, item in value.items():
+        text = format_value(item, percent or key in PERCENT, seconds or key in SECONDS)
+        unit = ""  # a child's own unit, where the row's label does not give it
+        if item is not None and key in PERCENT and not percent:
+            unit = "%"
+        elif item is not None and key in SECONDS and not seconds:
+            unit = " s"
+        cells.append(f"{LABELS.get(key, key)} {text}{unit}")
+    return ", ".join(cells)
 
 
 def _collapsed(key: str, value: Any) -> str:
@@ -196,7 +211,8 @@ def _collapsed(key: str, value: Any) -> str:
 
 
 def format_value(value: Any, percent: bool = False, seconds: bool = False) -> str:
-    """One cell: percent and seconds with one decimal, other floats with 4 significant digits."""
+    """One cell: percent and seconds with one decimal, other floats with 4 significant digits
+    (whole numbers from 10000 on)."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -206,7 +222,9 @@ def format_value(value: Any, percent: bool = False, seconds: bool = False) -> st
     if isinstance(value, float):
         if not math.isfinite(value):
             return "-"
-        return f"{value:.1f}" if percent or seconds else f"{value:.4g}"
+        if percent or seconds:
+            return f"{value:.1f}"
+        return f"{value:.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
     if isinstance(value, Mapping):
         return "none" if not value else f"{len(value)} entries"
     if isinstance(value, list | tuple):

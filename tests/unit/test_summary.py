@@ -70,6 +70,8 @@ def test_classifier_map_and_per_class_ap_in_percent():
     assert rows["train mAP (%)"] == "81.2"
     assert rows["train AP per class (%)"] == "ball 90.0, box 72.5"
     assert rows["skipped"] == "none"
+    data_keys = render("train-classifier", {"per_class_ap": {"potted_plant": 0.5}})
+    assert _rows(data_keys)["train AP per class (%)"] == "potted_plant 50.0"  # data, not renamed
     parsed = json.loads(render("train-classifier", result, as_json=True))
     assert parsed["per_class_ap"] == {"ball": 90.0, "box": 72.5}
 
@@ -191,3 +193,25 @@ def test_config_prints_yaml_and_with_json_the_same_config_as_json(capsys):
     assert text.startswith("predict:") and "summary:" not in text  # its output is the config itself
     assert cli.main(["--json", "config", "--section", "predict"]) == 0
     assert "long_side" in json.loads(capsys.readouterr().out)["predict"]
+
+
+def test_retrain_decision_renders_nested_dicts_and_its_finish_time():
+    decision = {
+        "run": "20260101T000000Z-abc123",
+        "action": "promoted",
+        "promoted": True,
+        "labelled": {"rows": 4, "status": {"labelled": 4}, "failed_reasons": {}},
+        "candidate": {"version": "3", "model_uri": "work/runs/r/model/model.pt", "score": 55.25},
+        "champion_before": None,
+        "seconds": 12.34,
+        "finished": 1767225600.0,
+    }
+    rows = _rows(render("retrain", decision))
+    assert rows["promoted"] == "yes" and rows["champion before"] == "-"
+    assert rows["candidate"] == "version 3, model work/runs/r/model/model.pt, score 55.2%"
+    assert rows["time (s)"] == "12.3"
+    assert rows["finished"] == "2026-01-01 00:00:00 UTC"
+    assert json.loads(render("retrain", decision, as_json=True)) == decision
+    assert (
+        summary.format_value(123456.7) == "123457" and summary.format_value(0.012345) == "0.01235"
+    )
