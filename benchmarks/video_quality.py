@@ -51,16 +51,21 @@ def frame_j(mask: np.ndarray | None, gt: np.ndarray) -> float:
     return 1.0 if union == 0 else float((truth & pred).sum() / union)
 
 
-def cached_cams(model_uri: str, cache: Path, item_id: str, frames, tag_ids):
-    """T x (K x h x w) CAMs and (T, K) scores of the item's tags, computed once per model."""
-    key = hashlib.sha1(f"{Path(model_uri).resolve()}:{os.path.getmtime(model_uri)}".encode())
+def cached_cams(model_uri: str, cache: Path, item_id: str, frames, tag_ids, prior: bool = True):
+    """T x (K x h x w) CAMs and (T, K) scores of the item's tags, computed once per model (with
+    or without the ImageNet prior, CamConfig.imagenet_prior)."""
+    stamp = f"{Path(model_uri).resolve()}:{os.path.getmtime(model_uri)}:{prior}"
+    key = hashlib.sha1(stamp.encode())
     path = cache / key.hexdigest()[:12] / f"{item_id}.npz"
     if not path.exists():
         from pipeline.cam import CamConfig, compute_cams
         from pipeline.checkpoint import load_classifier
+        from pipeline.models.imagenet_prior import load_prior
 
-        model, _, _ = load_classifier(model_uri)
-        cams, scores = compute_cams(model, frames, [tag_ids] * len(frames), CamConfig())
+        model, model_cfg, classes = load_classifier(model_uri)
+        head = load_prior(model.backbone, model_cfg.backbone, list(classes)) if prior else None
+        cfg = CamConfig(imagenet_prior=prior)
+        cams, scores = compute_cams(model, frames, [tag_ids] * len(frames), cfg, prior=head)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, cams=np.stack(cams), scores=np.stack(scores))
     data = np.load(path)
@@ -74,7 +79,9 @@ def measure(root: Path, item: dict, classes: list[str], intro: int, args) -> dic
     start = time.perf_counter()
     shots = split_shots(frames, ShotConfig())
     if args.cams:
-        cams, scores = cached_cams(args.cams, Path(args.cache), item["id"], frames, tag_ids)
+        cams, scores = cached_cams(
+            args.cams, Path(args.cache), item["id"], frames, tag_ids, not args.no_prior
+        )
         start = time.perf_counter()  # CAM time is the classifier's, not the graph path's
         keep, _ = relevant_frames(scores.max(axis=1), shots, RelevanceConfig())
         cams = cams if not args.no_cam_unary else None
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--cams", default=None, help="classifier checkpoint: CAMs + relevance")
     parser.add_argument("--cache", default="/tmp/webseg_video_cams", help="CAM cache folder")
     parser.add_argument("--no-cam-unary", action="store_true", help="CAMs for relevance only")
+    parser.add_argument("--no-prior", action="store_true", help="CAMs without the ImageNet prior")
     parser.add_argument("--only", default=None, help="comma-separated item ids")
     args = parser.parse_args(argv)
     root = Path(args.collection)

@@ -8,6 +8,10 @@ horizontal flip are brought to the scale-1 feature resolution and averaged. With
 head runs that many times on the features with a random subset of hidden units dropped, and the
 ReLU'd maps are averaged, so regions that only some feature subsets call the class (the less
 discriminative parts of an object) join the map.
+
+With a ``PriorHead`` (the ImageNet head folded onto the label space; frozen ImageNet backbones
+only) each tag that has ImageNet classes gets the mean of its learned map and its prior map, and
+its score is the larger of the learned and the prior probability (``imagenet_prior``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.models.classifier import CamClassifier, normalize
+from pipeline.models.imagenet_prior import PriorHead
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class CamConfig:
     stochastic_passes: int = 8  # FickleNet-style random-dropout passes of the head; 0 = off
     stochastic_dropout: float = 0.5  # share of hidden units each pass drops
     seed: int = 0  # random seed of the stochastic passes (same seed, same maps)
+    imagenet_prior: bool = True  # ImageNet head's maps/scores fused in (frozen ImageNet backbones)
 
     def __post_init__(self) -> None:
         if self.stochastic_passes < 0:
@@ -74,8 +80,8 @@ def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def _stochastic_maps(model: CamClassifier, features: torch.Tensor, cfg: CamConfig) -> torch.Tensor:
-    """Backbone features (B, D, h, w) -> ReLU'd maps (B, C, h, w) averaged over random
+def _stochastic_maps(head, features: torch.Tensor, cfg: CamConfig) -> torch.Tensor:
+    """Backbone features (B, D, h, w) -> ReLU'd maps (B, C, h, w) of a 1x1 head averaged over random
     hidden-unit subsets. Pass i draws one (D, h, w) mask from seed and i, shared by the batch, so
     an image's maps do not depend on which images it was batched with."""
     keep = 1.0 - cfg.stochastic_dropout
@@ -84,39 +90,65 @@ def _stochastic_maps(model: CamClassifier, features: torch.Tensor, cfg: CamConfi
         generator = torch.Generator(device=features.device).manual_seed(cfg.seed * 7919 + index)
         shape = features.shape[1:]
         mask = torch.rand(shape, generator=generator, device=features.device) < keep
-        maps = F.relu(model.classifier(features * mask / keep))
+        maps = F.relu(head(features * mask / keep))
         total = maps if total is None else total + maps
     return total / cfg.stochastic_passes
 
 
+def _head_maps(head, features: torch.Tensor, cfg: CamConfig, size: tuple[int, int]) -> torch.Tensor:
+    """ReLU'd maps of a 1x1 head at `size`: stochastic ensemble or one plain pass."""
+    if cfg.stochastic_passes:
+        return _resize(_stochastic_maps(head, features, cfg), size)
+    return _resize(F.relu(head(features)), size)
+
+
+def _unflip(x: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Sum each image's result with its flipped twin's (maps flipped back) when flip is on."""
+    if not flip:
+        return x
+    half = len(x) // 2
+    second = x[half:].flip(-1) if x.ndim == 4 else x[half:]
+    return x[:half] + second
+
+
 @torch.inference_mode()
 def _maps_and_logits(
-    model: CamClassifier, images: np.ndarray, cfg: CamConfig, device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over scales/flips,
-    and logits (B, C) averaged over them; h, w = the scale-1 feature size."""
+    model: CamClassifier,
+    images: np.ndarray,
+    cfg: CamConfig,
+    device: str,
+    prior: PriorHead | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over
+    scales/flips and logits (B, C) averaged over them; h, w = the scale-1 feature size. With a
+    prior: its maps (B, C, h, w) summed the same way and its probabilities (B, C) averaged."""
     x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device), model.input_stats)
     base = working_size(images.shape[1], images.shape[2], cfg)
     out_size = _feature_size(base, model.backbone.output_stride)
-    maps_sum, logits_sum, runs = None, None, 0
+    maps_sum = logits_sum = prior_maps = prior_probs = None
+    runs = 0
     for scale in cfg.scales:
         scaled = _resize(x, working_size(images.shape[1], images.shape[2], cfg, scale))
         inputs = torch.cat([scaled, scaled.flip(-1)]) if cfg.flip else scaled
         features = model.backbone(inputs)
-        raw = model.classifier(features)  # model.cams without its (training-only) dropout
-        logits = model.pool(raw)
-        if cfg.stochastic_passes:
-            maps = _resize(_stochastic_maps(model, features, cfg), out_size)
-        else:
-            maps = _resize(F.relu(raw), out_size)
-        if cfg.flip:
-            half = len(scaled)
-            maps = maps[:half] + maps[half:].flip(-1)
-            logits = logits[:half] + logits[half:]
+        logits = _unflip(model.pool(model.classifier(features)), cfg.flip)  # no training dropout
+        maps = _unflip(_head_maps(model.classifier, features, cfg, out_size), cfg.flip)
         maps_sum = maps if maps_sum is None else maps_sum + maps
         logits_sum = logits if logits_sum is None else logits_sum + logits
+        if prior is not None:
+            pmaps = _unflip(_head_maps(prior.classifier, features, cfg, out_size), cfg.flip)
+            probs = _unflip(prior.probabilities(features.mean(dim=(2, 3))), cfg.flip)
+            prior_maps = pmaps if prior_maps is None else prior_maps + pmaps
+            prior_probs = probs if prior_probs is None else prior_probs + probs
         runs += 2 if cfg.flip else 1
-    return maps_sum, logits_sum / runs
+    if prior_probs is not None:
+        prior_probs = prior_probs / runs
+    return maps_sum, logits_sum / runs, prior_maps, prior_probs
+
+
+def _peak_normalised(maps: torch.Tensor) -> torch.Tensor:
+    """(K, h, w) ReLU'd maps -> each divided by its own max (all zeros stay zeros)."""
+    return maps / maps.flatten(1).amax(dim=1).clamp_min(1e-5).view(-1, 1, 1)
 
 
 def _batches(images: list[np.ndarray], batch_size: int) -> list[list[int]]:
@@ -142,15 +174,17 @@ def compute_cams(
     tag_ids: list[list[int]],
     cfg: CamConfig,
     device: str = "cpu",
+    prior: PriorHead | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """CAMs of each image's tags.
+    """CAMs of each image's tags (fused with the ImageNet prior where one is given).
 
     images: N arrays HxWx3 uint8 RGB (any sizes); tag_ids: per image the label-space indices (1..C,
     0 = background is not a tag) of its tags.
     Returns (cams, scores): cams[i] is K x h x w float32 in [0, 1] with K = len(tag_ids[i]), each
     map ReLU'd and divided by its own max (all zeros when the class never fires); h, w = the scale-1
     feature resolution (short side about input_size / output_stride, aspect kept; callers resize).
-    scores[i] is (K,) float32: the sigmoid probability of each tag. No tags: a 0 x h x w array and
+    scores[i] is (K,) float32: the sigmoid probability of each tag (with a prior, the larger of it
+    and the prior probability). No tags: a 0 x h x w array and
     an empty score array.
     """
     if len(images) != len(tag_ids):
@@ -162,16 +196,22 @@ def compute_cams(
     cams: list[np.ndarray | None] = [None] * len(images)
     scores: list[np.ndarray | None] = [None] * len(images)
     for indices in _batches(images, cfg.batch_size):
-        maps, logits = _maps_and_logits(model, np.stack([images[i] for i in indices]), cfg, device)
+        stack = np.stack([images[i] for i in indices])
+        maps, logits, prior_maps, prior_probs = _maps_and_logits(model, stack, cfg, device, prior)
         for row, index in enumerate(indices):
             _check_tags(tag_ids[index], maps.shape[1])
             channels = torch.tensor([t - 1 for t in tag_ids[index]], dtype=torch.long).to(
                 maps.device
             )
-            selected = maps[row].index_select(0, channels)
-            peak = selected.flatten(1).amax(dim=1).clamp_min(1e-5).view(-1, 1, 1)
-            cams[index] = (selected / peak).float().cpu().numpy()
-            scores[index] = torch.sigmoid(logits[row, channels]).float().cpu().numpy()
+            selected = _peak_normalised(maps[row].index_select(0, channels))
+            score = torch.sigmoid(logits[row, channels])
+            if prior is not None:
+                has = prior.has.to(maps.device).index_select(0, channels).view(-1, 1, 1)
+                own = _peak_normalised(prior_maps[row].index_select(0, channels))
+                selected = torch.where(has, _peak_normalised(selected + own), selected)
+                score = torch.maximum(score, prior_probs[row, channels])
+            cams[index] = selected.float().cpu().numpy()
+            scores[index] = score.float().cpu().numpy()
     return cams, scores  # type: ignore[return-value]
 
 
@@ -191,6 +231,8 @@ def class_scores(
         _check_image(image)
     images = [bucketed(image, cfg) for image in images]
     for indices in _batches(images, cfg.batch_size):
-        _, logits = _maps_and_logits(model, np.stack([images[i] for i in indices]), cfg, device)
+        _, logits, _, _ = _maps_and_logits(
+            model, np.stack([images[i] for i in indices]), cfg, device
+        )
         out[indices] = torch.sigmoid(logits).float().cpu().numpy()
     return out

@@ -13,10 +13,12 @@ import numpy as np
 
 from pipeline import schema
 from pipeline.cam import CamConfig, compute_cams
+from pipeline.checkpoint import load_classifier
 from pipeline.collection import Item
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.labelling import label_image_item, label_video_window
+from pipeline.models.imagenet_prior import load_prior
 from pipeline.output import LabelWriter
 from pipeline.rows import dumps, iter_rows, loads, to_batch
 
@@ -95,13 +97,14 @@ class CamStage:
     """Actor: loads the classifier once; adds CAMs (TxKxhxw) and tag scores (TxK) to each row."""
 
     def __init__(self, model_uri: str | None, cfg: CamConfig):
-        from pipeline.checkpoint import load_classifier  # torch import stays inside the actor
-
         self.cfg = cfg
         self.device = _device()
-        self.model = None
+        self.model, self.prior = None, None
         if model_uri:
-            self.model, _, _ = load_classifier(model_uri, device=self.device)
+            self.model, model_cfg, classes = load_classifier(model_uri, device=self.device)
+            if cfg.imagenet_prior and classes:
+                self.prior = load_prior(self.model.backbone, model_cfg.backbone, list(classes))
+                self.prior = self.prior.to(self.device) if self.prior is not None else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All frames of the batch's live rows go through compute_cams together (it batches
@@ -112,7 +115,8 @@ class CamStage:
         frames = [frame for r in live for frame in r[schema.FRAMES]]
         tags = [loads(r[schema.TAG_IDS]) for r in live for _ in r[schema.FRAMES]]
         cams, scores = (
-            compute_cams(self.model, frames, tags, self.cfg, self.device) if frames else ([], [])
+            compute_cams(self.model, frames, tags, self.cfg, self.device, self.prior)
+            if frames else ([], [])
         )
         share = (time.perf_counter() - started) / max(1, len(frames))
         live_rows, at = {id(r) for r in live}, 0

@@ -101,3 +101,44 @@ def test_size_buckets_put_similar_shapes_in_one_batch_without_changing_maps(mode
 def test_negative_size_bucket_is_refused():
     with pytest.raises(ValueError, match="size_bucket"):
         CamConfig(size_bucket=-1)
+
+
+def _prior_for(model, member_row: int = 339):
+    from pipeline.models.imagenet_prior import PriorHead
+
+    torch.manual_seed(1)
+    fc = torch.zeros(1000, model.backbone.out_channels)
+    fc[member_row] = torch.randn(model.backbone.out_channels)  # "sorrel" reads random features
+    bias = torch.zeros(1000)
+    bias[member_row] = 10.0  # and is the likely ImageNet class
+    return PriorHead(fc, bias, ["background", "horse", "person", "ball", "cat"])
+
+
+def test_prior_fuses_maps_and_lifts_scores_only_for_classes_that_have_one(model):
+    prior = _prior_for(model)
+    images = [_image(50, 100, 3), _image(64, 64, 4)]
+    tags = [[1, 2, 3], [2]]
+    plain, plain_scores = compute_cams(model, images, tags, CFG)
+    fused, fused_scores = compute_cams(model, images, tags, CFG, prior=prior)
+    assert not np.allclose(fused[0][0], plain[0][0])  # horse: has ImageNet members
+    np.testing.assert_allclose(fused[0][1:], plain[0][1:], atol=1e-6)  # person, ball: none
+    np.testing.assert_allclose(fused[1], plain[1], atol=1e-6)
+    assert np.isclose(fused[0][0].max(), 1.0, atol=1e-5) and fused[0][0].min() >= 0
+    assert fused_scores[0][0] >= plain_scores[0][0] and fused_scores[0][0] > 0.5
+    np.testing.assert_allclose(fused_scores[0][1:], plain_scores[0][1:], atol=1e-6)
+
+
+def test_prior_is_loaded_only_for_an_unchanged_imagenet_backbone():
+    from pipeline.models.imagenet_prior import load_prior
+    from pipeline.models.pretrained import load_backbone_weights
+
+    net = CamClassifier(ModelConfig(num_classes=2))
+    assert load_prior(net.backbone, "efficientnet_lite0", ["background", "horse"]) is None  # random
+    load_backbone_weights(net.backbone, "efficientnet_lite0")
+    names = ["background", "horse", "person"]
+    assert load_prior(net.backbone, "efficientnet_lite0", names) is not None
+    assert load_prior(net.backbone, "efficientnet_lite0", ["background", "ball"]) is None
+    with torch.no_grad():
+        net.backbone._conv_stem.weight.add_(0.01)  # a fine-tuned backbone
+    assert load_prior(net.backbone, "efficientnet_lite0", names) is None
+    assert load_prior(net.backbone, "resnet", names) is None
