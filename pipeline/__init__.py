@@ -21,7 +21,7 @@ PUBLIC_API = {
     "build_manifest": ("pipeline.manifest_builder", "build_manifest"),
     "write_manifest": ("pipeline.manifest_builder", "write_manifest"),
     "read_collection": ("pipeline.collection", "read_collection"),
-    "init_ray": ("pipeline.runtime", "init_ray"),
+    "init_ray": ("pipeline.cluster.runtime", "init_ray"),
     "train_classifier": ("pipeline.api", "train_classifier"),
     "pseudo_label": ("pipeline.api", "pseudo_label"),
     "evaluate_labels": ("pipeline.evaluate", "evaluate_labels"),

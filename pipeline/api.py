@@ -36,7 +36,7 @@ def train_classifier(
     collection: str, out: str, config: Any = None, ray_address: str | None = None
 ) -> dict:
     """Train the CAM classifier on a collection's tags; returns mAP, run id and model URI."""
-    from pipeline.runtime import init_ray
+    from pipeline.cluster.runtime import init_ray
     from pipeline.train.classifier import train_classifier as train
 
     init_ray(ray_address)
@@ -52,8 +52,8 @@ def pseudo_label(
     ray_address: str | None = None,
 ) -> dict:
     """Label a collection into `out` (model None: objectness only); returns run.json's content."""
+    from pipeline.cluster.runtime import init_ray
     from pipeline.dataflow import run_pseudo_label
-    from pipeline.runtime import init_ray
 
     init_ray(ray_address)
     cfg = section_config(config, "pseudo_label")
@@ -64,7 +64,7 @@ def train_segmenter(
     labels: str, out: str, config: Any = None, resume: bool = False, ray_address: str | None = None
 ) -> dict:
     """Train the DeepLab segmenter on a label set's labelled rows; returns its summary."""
-    from pipeline.runtime import init_ray
+    from pipeline.cluster.runtime import init_ray
     from pipeline.train.segmenter import train_segmenter as train
 
     init_ray(ray_address)

@@ -26,7 +26,7 @@ def _args_train_classifier(p: argparse.ArgumentParser) -> None:
 
 
 def train_classifier(args: argparse.Namespace) -> dict:
-    from pipeline.runtime import init_ray
+    from pipeline.cluster.runtime import init_ray
     from pipeline.train.classifier import train_classifier as train
 
     cfg = _settings(
@@ -50,9 +50,9 @@ def _args_pseudo_label(p: argparse.ArgumentParser) -> None:
 
 
 def pseudo_label(args: argparse.Namespace) -> dict:
+    from pipeline.cluster.runtime import init_ray
     from pipeline.dataflow import run_pseudo_label
     from pipeline.preflight import pseudo_label as preflight
-    from pipeline.runtime import init_ray
 
     cfg = _settings(args)
     model = None if args.model.lower() == "none" else args.model

@@ -36,8 +36,8 @@ def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig
                 bar.update(1)
         return rows
     # deferred: Ray loads only for an actor pool (resources.actors > 0)
+    from pipeline.cluster.runtime import init_ray
     from pipeline.predict_dataflow import predict_on_ray
-    from pipeline.runtime import init_ray
 
     init_ray()  # joins RAY_ADDRESS or the Ray the caller started; else a local one
     return predict_on_ray(model, items, out_uri, long_side, cfg)

@@ -170,10 +170,10 @@ def _args_retrain(p: argparse.ArgumentParser) -> None:
 
 
 def retrain(args: argparse.Namespace) -> dict:
+    from pipeline.cluster.runtime import init_ray
     from pipeline.collection import require_manifest
     from pipeline.config import from_dict, load_yaml
     from pipeline.evaluate_inputs import require_ground_truth
-    from pipeline.runtime import init_ray
 
     sections = dict(load_yaml(args.config))
     segmenter = {

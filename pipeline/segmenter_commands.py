@@ -53,9 +53,9 @@ def _args_train_segmenter(p: argparse.ArgumentParser) -> None:
 
 
 def train_segmenter(args: argparse.Namespace) -> dict:
+    from pipeline.cluster.runtime import init_ray
     from pipeline.evaluate_inputs import require_ground_truth
     from pipeline.output import require_label_set
-    from pipeline.runtime import init_ray
     from pipeline.train.config import SegmenterTrainConfig
     from pipeline.train.segmenter import train_segmenter as train
 
@@ -102,9 +102,9 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> dict:
+    from pipeline.cluster.runtime import init_ray
     from pipeline.predict_run import run_predict, with_tracking_uri
     from pipeline.preflight import predict as preflight
-    from pipeline.runtime import init_ray
     from pipeline.settings import PredictConfig
 
     cfg = _section(

@@ -12,13 +12,8 @@ from contextlib import contextmanager
 
 import ray
 
-from pipeline.logs import (
-    RAY_LOGS_ENV,
-    WORKER_SETUP_HOOK,
-    quiet_ray_before_init,
-    quiet_ray_data,
-    ray_log_level,
-)
+from pipeline.cluster.ray_logging import WORKER_SETUP_HOOK, quiet_ray_before_init, quiet_ray_data
+from pipeline.logs import RAY_LOGS_ENV, ray_log_level
 
 log = logging.getLogger(__name__)
 

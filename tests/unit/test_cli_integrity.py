@@ -37,7 +37,7 @@ _RAY_STARTS: list = []
 def count_ray_starts(monkeypatch):
     """Record every runtime.init_ray the command under test makes: integration tests may share this
     process and its Ray, so `ray.is_initialized()` alone cannot tell whether the command started it."""
-    from pipeline import runtime
+    from pipeline.cluster import runtime
 
     real = runtime.init_ray
     _RAY_STARTS.clear()

@@ -1,0 +1,5 @@
+"""Everything that talks to Ray outside training: connecting (runtime), Ray's log output
+(ray_logging), the Ray Data stage adapters (stages) and graphs (dataflow, predict_dataflow).
+
+Kept empty on purpose: Ray workers import `pipeline.cluster.ray_logging` as their setup hook.
+"""
