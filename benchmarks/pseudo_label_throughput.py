@@ -51,8 +51,8 @@ def sequential(collection_uri: str, model_uri: str | None, cfg: PseudoLabelConfi
 
 
 def pipelined(collection_uri: str, model_uri: str | None, cfg: PseudoLabelConfig) -> float:
+    from pipeline.cluster.dataflow import run_pseudo_label
     from pipeline.cluster.runtime import init_ray
-    from pipeline.dataflow import run_pseudo_label
 
     init_ray()
     with tempfile.TemporaryDirectory() as out:

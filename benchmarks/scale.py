@@ -146,10 +146,17 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
 def baseline_worker(collection: str, model: str, out: str, config: str) -> None:
     """The research-code loop: every item through decode -> CAM -> refine -> write, one by one."""
     sys.path.insert(0, str(REPO))
+    from pipeline.cluster.stages import (
+        TENSORS,
+        CamStage,
+        RefineStage,
+        decode_rows,
+        item_row,
+        write_batch,
+    )
     from pipeline.collection import read_collection
     from pipeline.rows import to_batch
     from pipeline.settings import load_settings
-    from pipeline.stages import TENSORS, CamStage, RefineStage, decode_rows, item_row, write_batch
 
     cfg = load_settings(config or None).pseudo_label
     cam_stage = CamStage(None if model == "none" else model, cfg.cam)

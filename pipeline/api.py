@@ -52,8 +52,8 @@ def pseudo_label(
     ray_address: str | None = None,
 ) -> dict:
     """Label a collection into `out` (model None: objectness only); returns run.json's content."""
+    from pipeline.cluster.dataflow import run_pseudo_label
     from pipeline.cluster.runtime import init_ray
-    from pipeline.dataflow import run_pseudo_label
 
     init_ray(ray_address)
     cfg = section_config(config, "pseudo_label")

@@ -50,8 +50,8 @@ def _args_pseudo_label(p: argparse.ArgumentParser) -> None:
 
 
 def pseudo_label(args: argparse.Namespace) -> dict:
+    from pipeline.cluster.dataflow import run_pseudo_label
     from pipeline.cluster.runtime import init_ray
-    from pipeline.dataflow import run_pseudo_label
     from pipeline.preflight import pseudo_label as preflight
 
     cfg = _settings(args)

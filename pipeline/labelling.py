@@ -1,6 +1,6 @@
 """Per-item labelling: an image, or a window of video frames, from frames + CAMs to masks.
 
-Pure functions composing the stage cores; the Ray adapters in `stages.py` call these.
+Pure functions composing the stage cores; the Ray adapters in `cluster/stages.py` call these.
 """
 
 from __future__ import annotations

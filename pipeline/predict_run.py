@@ -4,7 +4,7 @@ pseudo-label format.
     webseg predict --model models:/webseg-segmenter@candidate --collection URI --out LABELS_URI
 
 Items are spread over a Ray actor pool (GPU where the cluster has one; `predict.resources`, see
-predict_dataflow.py), or run on the driver without Ray with `resources.actors: 0` (small holdouts,
+cluster/predict_dataflow.py), or run on the driver without Ray with `resources.actors: 0` (small holdouts,
 tests). Every image and every sampled video frame gets a mask at source resolution (predict.py),
 plus manifest.parquet and run.json, so `webseg evaluate` scores the output like pseudo-labels.
 """
@@ -36,8 +36,8 @@ def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig
                 bar.update(1)
         return rows
     # deferred: Ray loads only for an actor pool (resources.actors > 0)
+    from pipeline.cluster.predict_dataflow import predict_on_ray
     from pipeline.cluster.runtime import init_ray
-    from pipeline.predict_dataflow import predict_on_ray
 
     init_ray()  # joins RAY_ADDRESS or the Ray the caller started; else a local one
     return predict_on_ray(model, items, out_uri, long_side, cfg)

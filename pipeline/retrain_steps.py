@@ -62,7 +62,7 @@ class MlflowSteps:
         return MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
 
     def label(self, collection_uri: str, labels_uri: str) -> dict:
-        from pipeline.dataflow import run_pseudo_label
+        from pipeline.cluster.dataflow import run_pseudo_label
 
         return run_pseudo_label(
             collection_uri, self.classifier, labels_uri, self.label_cfg,

@@ -18,7 +18,7 @@ import pytest
 from badinputs import build_good_collection
 
 from pipeline import labelset_lock, schema, storage
-from pipeline.dataflow import run_pseudo_label
+from pipeline.cluster.dataflow import run_pseudo_label
 from pipeline.label_config import PseudoLabelConfig, ResourcesConfig, StageResources
 from pipeline.output import LabelSetError, read_table
 

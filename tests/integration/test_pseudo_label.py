@@ -11,8 +11,8 @@ import pytest
 
 from pipeline import schema
 from pipeline.checkpoint import save_model
+from pipeline.cluster.dataflow import run_pseudo_label
 from pipeline.config import from_dict
-from pipeline.dataflow import run_pseudo_label
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.models.classifier import CamClassifier, ModelConfig
 

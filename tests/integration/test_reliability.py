@@ -24,7 +24,7 @@ import pytest
 from badinputs import build_corpus, build_good_collection
 
 from pipeline import cli, schema, storage
-from pipeline.dataflow import run_pseudo_label
+from pipeline.cluster.dataflow import run_pseudo_label
 from pipeline.label_config import PseudoLabelConfig, ResourcesConfig, StageResources
 from pipeline.output import read_table
 

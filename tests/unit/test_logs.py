@@ -28,7 +28,7 @@ def restore_logging(monkeypatch):
 
 def test_default_webseg_info_everything_else_warning(restore_logging):
     logs.configure_logging("info")
-    assert logging.getLogger("pipeline.dataflow").getEffectiveLevel() == logging.INFO
+    assert logging.getLogger("pipeline.cluster.dataflow").getEffectiveLevel() == logging.INFO
     assert logging.getLogger("mlflow").getEffectiveLevel() == logging.WARNING
     assert logs.ray_log_level() == logging.WARNING and logs.progress_wanted()
     assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"  # reaches a local Ray's workers

@@ -1,4 +1,4 @@
-from pipeline.dataflow import resolve_resources
+from pipeline.cluster.dataflow import resolve_resources
 from pipeline.label_config import ResourcesConfig, StageResources
 
 
@@ -36,7 +36,7 @@ def test_explicit_values_are_kept():
 
 
 def test_predict_pool_follows_the_cluster_gpus_or_cpus():
-    from pipeline.predict_dataflow import resolve_predict_resources
+    from pipeline.cluster.predict_dataflow import resolve_predict_resources
     from pipeline.settings import PredictConfig
 
     auto = PredictConfig().resources

@@ -15,13 +15,13 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from pipeline import schema
+from pipeline.cluster.stages import item_row
 from pipeline.collection import Item
 from pipeline.label_config import StageResources, resolve_accelerated
 from pipeline.output import MANIFEST_SCHEMA
 from pipeline.predict import predict_item
 from pipeline.progress import progress_bar
 from pipeline.rows import iter_rows, loads
-from pipeline.stages import item_row
 
 
 def resolve_predict_resources(res: StageResources, cluster: dict[str, float]) -> StageResources:

@@ -1,4 +1,4 @@
-"""The only place that wires stages into a Ray Data graph, and runs the pseudo-label job.
+"""The pseudo-label job: its stages wired into a Ray Data graph (predict's: predict_dataflow.py).
 
 items -> decode (tasks) -> CAM (actor pool, GPU where the cluster has one)
       -> refine (CPU actor pool: image labeller / video relevance + graph cut)
@@ -18,6 +18,7 @@ from ray.data import ActorPoolStrategy
 
 from pipeline import schema, tracking
 from pipeline.checkpoint import load_payload
+from pipeline.cluster.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
 from pipeline.collection import Collection
 from pipeline.config import flatten
 from pipeline.label_config import (
@@ -38,7 +39,6 @@ from pipeline.output import (
 )
 from pipeline.preflight import check_outcome, check_pseudo_label
 from pipeline.progress import progress_bar
-from pipeline.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
 
 log = logging.getLogger(__name__)
 
