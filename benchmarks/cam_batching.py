@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from image_quality import load_items, read_rgb
 
-from pipeline.cam import CamConfig, compute_cams
+from pipeline.cam import compute_cams
+from pipeline.cam_config import CamConfig
 from pipeline.checkpoint import load_classifier
 
 

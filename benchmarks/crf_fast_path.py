@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from image_quality import classifier_cams, confusion, load_items, read_rgb, scores
 
-from pipeline.cam import CamConfig
+from pipeline.cam_config import CamConfig
 from pipeline.refine import crf as crf_module
 from pipeline.refine import image_labeller
 from pipeline.refine.crf import CRFConfig

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.cam import CamConfig
+from pipeline.cam_config import CamConfig
 from pipeline.refine.image_labeller import METHODS, ImageLabelConfig, label_image
 from pipeline.refine.saliency import centre_prior
 from pipeline.schema import IGNORE, VOC_CLASSES

@@ -58,7 +58,8 @@ def cached_cams(model_uri: str, cache: Path, item_id: str, frames, tag_ids, prio
     key = hashlib.sha1(stamp.encode())
     path = cache / key.hexdigest()[:12] / f"{item_id}.npz"
     if not path.exists():
-        from pipeline.cam import CamConfig, compute_cams
+        from pipeline.cam import compute_cams
+        from pipeline.cam_config import CamConfig
         from pipeline.checkpoint import load_classifier
         from pipeline.models.imagenet_prior import load_prior
 

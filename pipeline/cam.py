@@ -17,37 +17,15 @@ its score is the larger of the learned and the prior probability (``imagenet_pri
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.cam_config import CamConfig
 from pipeline.models.classifier import CamClassifier, normalize
 from pipeline.models.imagenet_prior import PriorHead
-
-
-@dataclass(frozen=True)
-class CamConfig:
-    input_size: int = 320  # short side in pixels the image is resized to at scale 1.0
-    scales: tuple[float, ...] = (1.0,)  # multi-scale inference: e.g. (0.5, 1.0, 1.5, 2.0) as in IRN
-    flip: bool = True  # also run the horizontally flipped image and average
-    batch_size: int = 8  # images per forward pass (same-size images only)
-    size_bucket: int = 0  # round sides to multiples of this: mixed sizes share a batch (GPU)
-    max_long_side: int = 1280  # cap on the long side at scale 1.0 (very wide panoramas)
-    stochastic_passes: int = 8  # FickleNet-style random-dropout passes of the head; 0 = off
-    stochastic_dropout: float = 0.5  # share of hidden units each pass drops
-    seed: int = 0  # random seed of the stochastic passes (same seed, same maps)
-    imagenet_prior: bool = True  # ImageNet head's maps/scores fused in (frozen ImageNet backbones)
-
-    def __post_init__(self) -> None:
-        if self.stochastic_passes < 0:
-            raise ValueError(f"stochastic_passes must be >= 0, got {self.stochastic_passes}")
-        if self.size_bucket < 0:
-            raise ValueError(f"size_bucket must be >= 0, got {self.size_bucket}")
-        if not 0.0 <= self.stochastic_dropout < 1.0:
-            raise ValueError(f"stochastic_dropout must be in [0, 1), got {self.stochastic_dropout}")
 
 
 def working_size(height: int, width: int, cfg: CamConfig, scale: float = 1.0) -> tuple[int, int]:

@@ -17,7 +17,8 @@ from torch import nn
 
 from pipeline import storage
 from pipeline.models.backbone import LoadReport, ResNet, load_backbone_state
-from pipeline.models.classifier import CamClassifier, ModelConfig
+from pipeline.models.classifier import CamClassifier
+from pipeline.models.config import ModelConfig
 from pipeline.models.pretrained import WeightsError, WeightsInfo, load_strict
 
 MODEL_FILE = "model.pt"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from pipeline.cam import CamConfig
+from pipeline.cam_config import CamConfig
 from pipeline.collection import CollectionConfig
 from pipeline.decode import DecodeConfig
 from pipeline.refine.image_labeller import ImageLabelConfig

@@ -26,7 +26,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from pipeline import checkpoint, storage, tracking
-from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+from pipeline.models.config import DeepLabConfig
+from pipeline.models.deeplab import DeepLabV3
 from pipeline.predict import segment
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from pipeline import schema
-from pipeline.cam import CamConfig, compute_cams
+from pipeline.cam import compute_cams
+from pipeline.cam_config import CamConfig
 from pipeline.checkpoint import load_classifier
 from pipeline.collection import Item
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames

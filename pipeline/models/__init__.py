@@ -1,13 +1,2 @@
-"""Plain-torch models: ResNet backbones and the CAM classifier."""
-
-from pipeline.models.backbone import LoadReport, ResNet, build_backbone, load_backbone_state
-from pipeline.models.classifier import CamClassifier, ModelConfig
-
-__all__ = [
-    "CamClassifier",
-    "LoadReport",
-    "ModelConfig",
-    "ResNet",
-    "build_backbone",
-    "load_backbone_state",
-]
+"""Plain-torch models: backbones, the CAM classifier and DeepLab; their config in models.config
+(torch-free, so pipeline.settings can import it: this file imports nothing)."""

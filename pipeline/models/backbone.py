@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from pipeline.models.config import BACKBONES
 from pipeline.models.efficientnet import VARIANTS, EfficientNetLite
 
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -21,7 +22,6 @@ STRIDES = {32: ((2, 1), (2, 1), (2, 1)), 16: ((2, 1), (2, 1), (1, 2)), 8: ((2, 1
 STATE_PREFIXES = ("module.", "backbone.", "model.", "encoder.", "features.")
 
 
-BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnet_lite1", "resnet")
 # ImageNet statistics in 0-255 units: what torchvision-style ResNet weights expect.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)

@@ -6,32 +6,13 @@ the head's output before pooling (Zhou et al., CVPR 2016); pooling them gives th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
-from pipeline.models.backbone import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from pipeline.models.backbone import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from pipeline.models.config import ModelConfig
 
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std), 0-255 units
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | efficientnet_lite2 | resnet
-    depth: int = 18  # resnet only: 18/34 (basic blocks) or 50/101 (bottlenecks)
-    width: int = 32  # resnet only: base width; 64 is the standard ResNet, 32 a half-width net
-    output_stride: int = 16  # 32 or 16 (dilated last stage; resnet also 8): CAM resolution vs cost
-    num_classes: int = 20  # foreground classes = len(label space) - 1
-    pooling: Literal["gap", "lse", "gwrp"] = "gap"  # how CAMs pool into image logits
-    lse_r: float = 5.0  # log-sum-exp sharpness: small -> mean, large -> max
-    gwrp_decay: float = 0.996  # global weighted rank pooling decay (Kolesnikov & Lampert, 2016)
-    dropout: float = 0.0  # dropout on features before the head, training only
-
-    def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
 
 
 class CamClassifier(nn.Module):

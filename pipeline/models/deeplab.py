@@ -8,38 +8,12 @@ The logits are upsampled bilinearly to the input size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.backbone import BACKBONES, build_backbone
-
-# Output strides each backbone family supports (EfficientNet-Lite: last stage dilated for 16).
-OUTPUT_STRIDES = {"resnet": (8, 16), "efficientnet": (16, 32)}
-
-
-@dataclass(frozen=True)
-class DeepLabConfig:
-    backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | efficientnet_lite2 | resnet
-    depth: int = 18  # resnet only: depth (same meaning as the classifier's, so its backbone loads)
-    width: int = 32  # resnet only: base width; 32 matches the classifier default, 64 standard
-    output_stride: int = 16  # resnet 8 or 16, efficientnet 16 or 32: feature resolution vs cost
-    aspp_rates: tuple[int, ...] = (6, 12, 18)  # atrous rates at output stride 16; doubled at 8
-    aspp_channels: int = 128  # channels of every ASPP branch and of the projection
-    dropout: float = 0.1  # dropout after the ASPP projection, training only
-    num_classes: int = 21  # label-space size incl. background (set from the label set)
-
-    def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
-        allowed = OUTPUT_STRIDES["resnet" if self.backbone == "resnet" else "efficientnet"]
-        if self.output_stride not in allowed:
-            raise ValueError(
-                f"output_stride must be one of {allowed} for {self.backbone}, "
-                f"got {self.output_stride}"
-            )
+from pipeline.models.backbone import build_backbone
+from pipeline.models.config import DeepLabConfig
 
 
 def effective_rates(cfg: DeepLabConfig) -> tuple[int, ...]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.models.classifier import ModelConfig
-from pipeline.models.deeplab import DeepLabConfig
+from pipeline.models.config import DeepLabConfig, ModelConfig
 
 FINETUNE_MODES = ("head", "frozen", "partial", "full")
 

@@ -11,8 +11,10 @@ pytestmark = [
 
 
 def test_cams_on_cuda_match_cpu():
-    from pipeline.cam import CamConfig, compute_cams
-    from pipeline.models.classifier import CamClassifier, ModelConfig
+    from pipeline.cam import compute_cams
+    from pipeline.cam_config import CamConfig
+    from pipeline.models.classifier import CamClassifier
+    from pipeline.models.config import ModelConfig
 
     torch.manual_seed(0)
     model = CamClassifier(ModelConfig(backbone="resnet", depth=18, width=16)).eval()
@@ -25,7 +27,8 @@ def test_cams_on_cuda_match_cpu():
 
 
 def test_deeplab_forward_with_amp_on_cuda():
-    from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+    from pipeline.models.config import DeepLabConfig
+    from pipeline.models.deeplab import DeepLabV3
 
     model = DeepLabV3(DeepLabConfig(num_classes=21)).cuda()
     with torch.autocast("cuda", dtype=torch.bfloat16):

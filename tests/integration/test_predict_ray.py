@@ -11,7 +11,8 @@ import pytest
 from pipeline import checkpoint, schema
 from pipeline.decode import DecodeConfig, read_image
 from pipeline.label_config import StageResources
-from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+from pipeline.models.config import DeepLabConfig
+from pipeline.models.deeplab import DeepLabV3
 from pipeline.predict_run import run_predict
 from pipeline.sample_data import generate
 from pipeline.settings import PredictConfig

@@ -14,7 +14,8 @@ from pipeline.checkpoint import save_model
 from pipeline.cluster.dataflow import run_pseudo_label
 from pipeline.config import from_dict
 from pipeline.label_config import PseudoLabelConfig
-from pipeline.models.classifier import CamClassifier, ModelConfig
+from pipeline.models.classifier import CamClassifier
+from pipeline.models.config import ModelConfig
 
 FAST = {
     "decode": {"max_frames_per_video": 6, "window_frames": 4},

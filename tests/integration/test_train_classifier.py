@@ -35,10 +35,11 @@ def test_one_epoch_writes_a_loadable_model_and_an_mlflow_run(ray_session, tmp_pa
     import torch
     from mlflow.tracking import MlflowClient
 
-    from pipeline.cam import CamConfig, class_scores
+    from pipeline.cam import class_scores
+    from pipeline.cam_config import CamConfig
     from pipeline.checkpoint import load_classifier
     from pipeline.models.backbone import ResNet
-    from pipeline.models.classifier import ModelConfig
+    from pipeline.models.config import ModelConfig
     from pipeline.train.classifier import train_classifier
     from pipeline.train.config import ClassifierTrainConfig
 

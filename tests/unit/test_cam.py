@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cam import CamConfig, bucketed, class_scores, compute_cams, working_size
-from pipeline.models.classifier import CamClassifier, ModelConfig
+from pipeline.cam import bucketed, class_scores, compute_cams, working_size
+from pipeline.cam_config import CamConfig
+from pipeline.models.classifier import CamClassifier
+from pipeline.models.config import ModelConfig
 
 CFG = CamConfig(input_size=64, scales=(1.0,), flip=False, batch_size=4)
 

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cam import CamConfig, compute_cams
-from pipeline.models.classifier import CamClassifier, ModelConfig
+from pipeline.cam import compute_cams
+from pipeline.cam_config import CamConfig
+from pipeline.models.classifier import CamClassifier
+from pipeline.models.config import ModelConfig
 
 
 @pytest.fixture(scope="module")

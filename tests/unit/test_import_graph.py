@@ -105,13 +105,6 @@ def test_pipeline_has_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-# CamConfig (pipeline/cam.py), ModelConfig (pipeline/models/classifier.py) and DeepLabConfig
-# (pipeline/models/deeplab.py) still live in torch modules; remove this mark once they move out.
-TORCH_CONFIGS = pytest.mark.xfail(
-    strict=True, reason="settings imports CamConfig, ModelConfig, DeepLabConfig from torch modules"
-)
-
-
 @pytest.fixture(scope="module")
 def loaded_by_settings() -> set[str]:
     code = "import json, sys\nimport pipeline.settings\nprint(json.dumps(sorted(sys.modules)))"
@@ -121,7 +114,7 @@ def loaded_by_settings() -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-@pytest.mark.parametrize("heavy", [pytest.param("torch", marks=TORCH_CONFIGS), "ray", "mlflow"])
+@pytest.mark.parametrize("heavy", ["torch", "ray", "mlflow"])
 def test_importing_settings_loads_no_heavy_framework(loaded_by_settings, heavy):
     loaded = sorted(m for m in loaded_by_settings if m == heavy or m.startswith(heavy + "."))
     assert not loaded, f"import pipeline.settings loaded {heavy}: {loaded[:5]}"

@@ -13,7 +13,8 @@ from pipeline import checkpoint, schema
 from pipeline.decode import DecodeConfig
 from pipeline.evaluate import evaluate_labels
 from pipeline.label_config import StageResources
-from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+from pipeline.models.config import DeepLabConfig
+from pipeline.models.deeplab import DeepLabV3
 from pipeline.predict import segment
 from pipeline.predict_run import run_predict
 from pipeline.registry import load_segmenter

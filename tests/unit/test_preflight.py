@@ -13,8 +13,9 @@ import pytest
 from pipeline import checkpoint, schema
 from pipeline.collection import ManifestError
 from pipeline.label_config import PseudoLabelConfig, StageResources
-from pipeline.models.classifier import CamClassifier, ModelConfig
-from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+from pipeline.models.classifier import CamClassifier
+from pipeline.models.config import DeepLabConfig, ModelConfig
+from pipeline.models.deeplab import DeepLabV3
 from pipeline.output import LabelSetError
 from pipeline.predict_run import run_predict
 from pipeline.preflight import (

@@ -210,7 +210,8 @@ def test_a_classifier_is_registered_in_its_store_and_serves_through_pyfunc(tmp_p
     import torch
 
     from pipeline.checkpoint import save_model
-    from pipeline.models.classifier import CamClassifier, ModelConfig
+    from pipeline.models.classifier import CamClassifier
+    from pipeline.models.config import ModelConfig
 
     cfg = ModelConfig(backbone="resnet", depth=18, width=8, num_classes=2)
     torch.manual_seed(0)

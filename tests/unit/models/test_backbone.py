@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from pipeline.models.backbone import ResNet, build_backbone, load_backbone_state
-from pipeline.models.classifier import ModelConfig
+from pipeline.models.config import ModelConfig
 
 
 @pytest.mark.parametrize("stride", [32, 16, 8])

@@ -9,7 +9,8 @@ from pipeline.checkpoint import (
     save_model,
 )
 from pipeline.models.backbone import ResNet
-from pipeline.models.classifier import CamClassifier, ModelConfig
+from pipeline.models.classifier import CamClassifier
+from pipeline.models.config import ModelConfig
 
 CFG = ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16, num_classes=2, pooling="lse", lse_r=3.0)
 CLASSES = ("background", "cat", "dog")

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pipeline.models.classifier import CamClassifier, ModelConfig, normalize, pool_maps
+from pipeline.models.classifier import CamClassifier, normalize, pool_maps
+from pipeline.models.config import ModelConfig
 
 TINY = ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16, num_classes=5)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.models.config import DeepLabConfig
 from pipeline.models.deeplab import (
     ASPP,
-    DeepLabConfig,
     DeepLabV3,
     ImagePooling,
     effective_rates,

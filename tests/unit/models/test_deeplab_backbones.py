@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from pipeline import checkpoint, schema
-from pipeline.models.classifier import CamClassifier, ModelConfig, input_stats
-from pipeline.models.deeplab import DeepLabConfig, DeepLabV3
+from pipeline.models.classifier import CamClassifier, input_stats
+from pipeline.models.config import DeepLabConfig, ModelConfig
+from pipeline.models.deeplab import DeepLabV3
 from pipeline.models.efficientnet import EfficientNetLite
 from pipeline.models.pretrained import WeightsError
 from pipeline.registry import config_from_dict, load_segmenter_file

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from pipeline.models.backbone import build_backbone
-from pipeline.models.classifier import CamClassifier, ModelConfig, input_stats, normalize
+from pipeline.models.classifier import CamClassifier, input_stats, normalize
+from pipeline.models.config import ModelConfig
 from pipeline.models.efficientnet import EfficientNetLite, round_filters
 from pipeline.models.pretrained import WeightsError, load_backbone_weights, weights_path
 

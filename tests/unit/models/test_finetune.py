@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pipeline.models.classifier import CamClassifier, ModelConfig
+from pipeline.models.classifier import CamClassifier
+from pipeline.models.config import ModelConfig
 from pipeline.train.config import ClassifierTrainConfig
 from pipeline.train.finetune import (
     fit_linear_head,

@@ -1,0 +1,51 @@
+"""The models' config: ModelConfig (the CAM classifier) and DeepLabConfig (the segmenter), with the
+backbone names and output strides they validate against. No torch: pipeline.settings imports this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnet_lite1", "resnet")
+# Output strides each backbone family supports (EfficientNet-Lite: last stage dilated for 16).
+OUTPUT_STRIDES = {"resnet": (8, 16), "efficientnet": (16, 32)}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | efficientnet_lite2 | resnet
+    depth: int = 18  # resnet only: 18/34 (basic blocks) or 50/101 (bottlenecks)
+    width: int = 32  # resnet only: base width; 64 is the standard ResNet, 32 a half-width net
+    output_stride: int = 16  # 32 or 16 (dilated last stage; resnet also 8): CAM resolution vs cost
+    num_classes: int = 20  # foreground classes = len(label space) - 1
+    pooling: Literal["gap", "lse", "gwrp"] = "gap"  # how CAMs pool into image logits
+    lse_r: float = 5.0  # log-sum-exp sharpness: small -> mean, large -> max
+    gwrp_decay: float = 0.996  # global weighted rank pooling decay (Kolesnikov & Lampert, 2016)
+    dropout: float = 0.0  # dropout on features before the head, training only
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+
+
+@dataclass(frozen=True)
+class DeepLabConfig:
+    backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | efficientnet_lite2 | resnet
+    depth: int = 18  # resnet only: depth (same meaning as the classifier's, so its backbone loads)
+    width: int = 32  # resnet only: base width; 32 matches the classifier default, 64 standard
+    output_stride: int = 16  # resnet 8 or 16, efficientnet 16 or 32: feature resolution vs cost
+    aspp_rates: tuple[int, ...] = (6, 12, 18)  # atrous rates at output stride 16; doubled at 8
+    aspp_channels: int = 128  # channels of every ASPP branch and of the projection
+    dropout: float = 0.1  # dropout after the ASPP projection, training only
+    num_classes: int = 21  # label-space size incl. background (set from the label set)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+        allowed = OUTPUT_STRIDES["resnet" if self.backbone == "resnet" else "efficientnet"]
+        if self.output_stride not in allowed:
+            raise ValueError(
+                f"output_stride must be one of {allowed} for {self.backbone}, "
+                f"got {self.output_stride}"
+            )
