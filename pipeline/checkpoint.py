@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import asdict, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from pipeline.models.config import ModelConfig
 from pipeline.models.pretrained import WeightsError, WeightsInfo, load_strict
 
 MODEL_FILE = "model.pt"
+C = TypeVar("C")  # a model config dataclass
 
 
 def model_file_uri(uri: str) -> str:
@@ -62,12 +63,16 @@ def load_payload(uri: str, device: str = "cpu") -> dict:
     return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
 
 
-def config_from_dict(data: dict) -> ModelConfig:
-    """ModelConfig from a saved dict; keys this version does not know are ignored. Checkpoints
-    from before backbones were a choice hold a ResNet."""
-    known = {f.name for f in fields(ModelConfig)}
+def config_from_dict(data: dict, config_type: type[C] = ModelConfig) -> C:
+    """A saved model config dict -> config_type (ModelConfig, or DeepLabConfig for a segmenter).
+
+    Keys this version does not know are ignored; lists (e.g. aspp_rates) become tuples.
+    Checkpoints from before backbones were a choice hold a ResNet.
+    """
+    known = {f.name for f in fields(config_type)}
     values = {"backbone": "resnet", **{k: v for k, v in data.items() if k in known}}
-    return ModelConfig(**values)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return config_type(**values)
 
 
 def load_classifier(

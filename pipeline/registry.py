@@ -17,7 +17,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import fields
 from typing import Any
 
 import mlflow
@@ -183,20 +182,10 @@ def register_classifier(
     return registered
 
 
-def config_from_dict(data: dict) -> DeepLabConfig:
-    """DeepLabConfig from a saved dict; unknown keys are ignored. Checkpoints from before
-    backbones were a choice hold a ResNet."""
-    known = {f.name for f in fields(DeepLabConfig)}
-    values = {"backbone": "resnet", **{k: v for k, v in data.items() if k in known}}
-    if "aspp_rates" in values:
-        values["aspp_rates"] = tuple(values["aspp_rates"])
-    return DeepLabConfig(**values)
-
-
 def load_segmenter_file(uri: str, device: str = "cpu") -> tuple[DeepLabV3, dict[str, Any]]:
     """(model in eval mode, checkpoint info: classes, model_config, eval_long_side, ...)."""
     payload = checkpoint.load_payload(uri, device)
-    model = DeepLabV3(config_from_dict(payload["model_config"]))
+    model = DeepLabV3(checkpoint.config_from_dict(payload["model_config"], DeepLabConfig))
     model.load_state_dict(payload["state_dict"])
     info = {k: v for k, v in payload.items() if k not in ("state_dict", "optimizer", "scaler")}
     info["classes"] = tuple(payload.get("classes") or ())

@@ -15,7 +15,7 @@ from pipeline.models.config import DeepLabConfig, ModelConfig
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.models.efficientnet import EfficientNetLite
 from pipeline.models.pretrained import WeightsError
-from pipeline.registry import config_from_dict, load_segmenter_file
+from pipeline.registry import load_segmenter_file
 from pipeline.train.segmenter_data import filter_by_confidence
 from pipeline.train.segmenter_init import init_backbone
 
@@ -90,8 +90,10 @@ def test_init_from_a_resnet_classifier_does_not_fit_lite0(tmp_path):
 def test_old_config_without_backbone_loads_as_resnet(tmp_path):
     old = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
     saved = {k: v for k, v in asdict(old).items() if k != "backbone"}
-    assert config_from_dict(saved).backbone == "resnet"
-    assert config_from_dict(saved) == old
+    assert checkpoint.config_from_dict(saved, DeepLabConfig).backbone == "resnet"
+    assert checkpoint.config_from_dict(saved, DeepLabConfig) == old
+    as_json = {**saved, "aspp_rates": list(old.aspp_rates)}  # a list, as JSON gives it back
+    assert checkpoint.config_from_dict(as_json, DeepLabConfig) == old
     model = DeepLabV3(old)
     uri = checkpoint.save_model(model, old, str(tmp_path / "old.pt"), ["bg", "a", "b"])
     payload = checkpoint.load_payload(uri)
