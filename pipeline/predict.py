@@ -1,5 +1,5 @@
-"""A trained segmenter applied to images: `segment` (one image -> class mask) and `predict_item`
-(one collection item -> masks written at source resolution, its manifest rows).
+"""A trained segmenter applied to a collection item: `predict_item` (one item -> masks written at
+source resolution, its manifest rows), each image or frame through `models.inference.segment`.
 
 Every image and every sampled video frame gets a mask (masks/<id>.png, masks/<id>/<frame:06d>.png).
 `webseg predict` itself (preflight, label set, driver or Ray actors) is pipeline/predict_run.py.
@@ -7,56 +7,19 @@ Every image and every sampled video frame gets a mask (masks/<id>.png, masks/<id
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from pipeline import schema, storage
 from pipeline.collection import Item
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
-from pipeline.models.classifier import input_stats, normalize
 from pipeline.models.deeplab import DeepLabV3
+from pipeline.models.inference import segment
 from pipeline.output import encode_png
 from pipeline.rows import dumps
 from pipeline.settings import PredictConfig
 from pipeline.storage import StorageError
-
-
-@torch.inference_mode()
-def segment(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    long_side: int,
-    out_shape: tuple[int, int] | None = None,
-    allowed: Sequence[int] | None = None,
-) -> np.ndarray:
-    """image HxWx3 uint8 RGB -> class indices out_shape (default HxW) uint8 (never 255).
-
-    The image is resized to long_side, logits are upsampled bilinearly to out_shape; `allowed`
-    restricts the argmax to those class indices. The model must be in eval mode.
-    """
-    height, width = image.shape[:2]
-    out_shape = out_shape or (height, width)
-    scale = long_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, size, interpolation=interp) if size != (width, height) else image
-    device = next(model.parameters()).device
-    x = normalize(
-        torch.from_numpy(np.ascontiguousarray(resized))[None].to(device),
-        input_stats(getattr(model, "backbone", model)),
-    )
-    logits = F.interpolate(model(x).float(), size=out_shape, mode="bilinear", align_corners=False)[
-        0
-    ]
-    if allowed is not None:
-        blocked = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
-        blocked[list(allowed)] = False
-        logits[blocked] = -torch.inf
-    return logits.argmax(0).to(torch.uint8).cpu().numpy()
 
 
 def _frames(item: Item, decode: DecodeConfig) -> Iterator[tuple[int, np.ndarray]]:

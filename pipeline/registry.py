@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import checkpoint, storage, tracking
 from pipeline.models.config import DeepLabConfig
 from pipeline.models.deeplab import DeepLabV3
-from pipeline.predict import segment
+from pipeline.models.inference import segment
 
 log = logging.getLogger(__name__)
 CANDIDATE = "candidate"

@@ -16,7 +16,7 @@ from pipeline import schema
 from pipeline.collection import read_collection
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
 from pipeline.evaluate import ConfusionMatrix, list_gt, read_mask
-from pipeline.predict import segment
+from pipeline.models.inference import segment
 from pipeline.storage import StorageError
 
 log = logging.getLogger(__name__)

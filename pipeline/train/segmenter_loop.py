@@ -26,7 +26,7 @@ from pipeline import checkpoint, schema, storage, tracking
 from pipeline.config import to_dict
 from pipeline.models.classifier import input_stats
 from pipeline.models.deeplab import DeepLabV3, poly_lr_factor, segmentation_loss
-from pipeline.predict import segment
+from pipeline.models.inference import segment
 from pipeline.registry import log_segmenter
 from pipeline.train.config import backbone_lr_mult, starts_pretrained
 from pipeline.train.finetune import freeze, set_train_mode

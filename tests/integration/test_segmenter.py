@@ -148,7 +148,7 @@ def _assert_pyfunc_matches_predict(model_uri: str, tracking_uri: str) -> None:
     import mlflow
     import numpy as np
 
-    from pipeline.predict import segment
+    from pipeline.models.inference import segment
     from pipeline.registry import _global_mlflow_uris, load_segmenter
 
     with _global_mlflow_uris(tracking_uri):

@@ -1,13 +1,11 @@
-"""predict: segment() core, and a whole collection -> label set that evaluate can read (no Ray)."""
+"""predict: a whole collection -> label set that evaluate can read (no Ray)."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from pipeline import checkpoint, schema
 from pipeline.decode import DecodeConfig
@@ -15,7 +13,6 @@ from pipeline.evaluate import evaluate_labels
 from pipeline.label_config import StageResources
 from pipeline.models.config import DeepLabConfig
 from pipeline.models.deeplab import DeepLabV3
-from pipeline.predict import segment
 from pipeline.predict_run import run_predict
 from pipeline.registry import load_segmenter
 from pipeline.sample_data import generate
@@ -23,32 +20,6 @@ from pipeline.settings import PredictConfig
 
 TINY = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
 ON_DRIVER = StageResources(actors=0)  # no Ray in unit tests; the actor pool is an integration test
-
-
-class ConstantModel(torch.nn.Module):
-    """Logits favouring class `best` everywhere (at the input's size)."""
-
-    def __init__(self, best: int, classes: int = 3):
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.best, self.classes = best, classes
-
-    def forward(self, x):
-        out = torch.zeros(x.shape[0], self.classes, *x.shape[-2:])
-        out[:, self.best] = 1.0
-        return out
-
-
-def test_segment_returns_source_resolution_uint8():
-    model = DeepLabV3(TINY).eval()
-    mask = segment(model, np.zeros((37, 53, 3), np.uint8), long_side=32)
-    assert mask.shape == (37, 53) and mask.dtype == np.uint8 and mask.max() < 3
-
-
-def test_segment_restricts_to_allowed_classes():
-    image = np.zeros((10, 12, 3), np.uint8)
-    assert (segment(ConstantModel(2), image, 16) == 2).all()
-    assert (segment(ConstantModel(2), image, 16, allowed=(0, 1)) != 2).all()
 
 
 @pytest.fixture(scope="module")
