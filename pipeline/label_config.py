@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from pipeline.cam_config import CamConfig
 from pipeline.collection import CollectionConfig
@@ -25,21 +25,6 @@ class StageResources:
         1.0  # logical CPUs per task/actor (fractions keep small nodes from deadlocking)
     )
     batch_size: int = 4  # rows per batch (a row is an image or a window of video frames)
-
-
-def resolve_accelerated(
-    res: StageResources, cluster: dict[str, float], cpus_per_cpu_actor: int
-) -> StageResources:
-    """'auto' GPUs: 1 per actor when the cluster has GPUs, else 0; 'auto' actors: one per GPU, or
-    on a CPU-only cluster one per cpus_per_cpu_actor CPUs. cluster: Ray's cluster resources
-    (never the driver's own hardware: the driver of a GPU cluster often has no GPU)."""
-    gpus, cpus = float(cluster.get("GPU", 0)), float(cluster.get("CPU", 1))
-    num_gpus = (1.0 if gpus > 0 else 0.0) if res.num_gpus == AUTO else float(res.num_gpus)
-    actors = res.actors
-    if actors == AUTO:
-        per_cpu = max(1, int(cpus // cpus_per_cpu_actor))
-        actors = max(1, int(gpus // num_gpus)) if num_gpus > 0 else per_cpu
-    return replace(res, actors=int(actors), num_gpus=num_gpus)
 
 
 def _decode() -> StageResources:

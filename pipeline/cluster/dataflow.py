@@ -18,16 +18,11 @@ from ray.data import ActorPoolStrategy
 
 from pipeline import schema, tracking
 from pipeline.checkpoint import load_payload
+from pipeline.cluster.resources import resolve_pseudo_label_resources
 from pipeline.cluster.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
 from pipeline.collection import Collection
 from pipeline.config import flatten
-from pipeline.label_config import (
-    AUTO,
-    PseudoLabelConfig,
-    ResourcesConfig,
-    StageResources,
-    resolve_accelerated,
-)
+from pipeline.label_config import PseudoLabelConfig, ResourcesConfig, StageResources
 from pipeline.labelset_guard import claim, code_version
 from pipeline.output import (
     completed_groups,
@@ -41,33 +36,6 @@ from pipeline.preflight import check_outcome, check_pseudo_label
 from pipeline.progress import progress_bar
 
 log = logging.getLogger(__name__)
-
-
-def resolve_resources(res: ResourcesConfig, cluster: dict[str, float]) -> ResourcesConfig:
-    """Replace 'auto' with numbers from the cluster's resources (never the driver's hardware)."""
-    cam = resolve_accelerated(res.cam, cluster, cpus_per_cpu_actor=8)
-    cpus = float(cluster.get("CPU", 1))
-    tasks = res.decode.num_cpus + res.write.num_cpus
-    if cam.num_gpus == 0 and res.cam.actors == AUTO:
-        cam = dataclasses.replace(cam, actors=_cpu_cam_actors(res, cpus - tasks))
-    spare = cpus - cam.num_cpus * int(cam.actors) - tasks
-    refine_actors = res.refine.actors
-    if refine_actors == AUTO:
-        refine_actors = max(1, int(spare // res.refine.num_cpus))
-    return dataclasses.replace(
-        res,
-        cam=cam,
-        refine=dataclasses.replace(res.refine, actors=int(refine_actors), num_gpus=0.0),
-    )
-
-
-def _cpu_cam_actors(res: ResourcesConfig, cpus: float) -> int:
-    """CAM actors of a CPU-only cluster: cpu_cam_share of the CPUs (with a pretrained backbone the
-    CAM costs about 3x the refinement per item on a CPU; docs/cluster.md), leaving one refine
-    actor's CPUs at least."""
-    wanted = round(cpus * res.cpu_cam_share / res.cam.num_cpus)
-    fits = int((cpus - res.refine.num_cpus) // res.cam.num_cpus)
-    return max(1, min(wanted, fits))
 
 
 def build_dataset(
@@ -149,7 +117,7 @@ def _label(collection, model_uri, out_uri, cfg: PseudoLabelConfig, started: floa
         len(collection.items) - len(todo),
         len(todo),
     )
-    res = resolve_resources(cfg.resources, ray.cluster_resources())
+    res = resolve_pseudo_label_resources(cfg.resources, ray.cluster_resources())
     seconds, new_rows = Counter(), 0
     if todo:
         todo_collection = dataclasses.replace(collection, items=tuple(todo))

@@ -15,19 +15,13 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from pipeline import schema
+from pipeline.cluster.resources import resolve_predict_resources
 from pipeline.cluster.stages import item_row
 from pipeline.collection import Item
-from pipeline.label_config import StageResources, resolve_accelerated
 from pipeline.output import MANIFEST_SCHEMA
 from pipeline.predict import predict_item
 from pipeline.progress import progress_bar
 from pipeline.rows import iter_rows, loads
-
-
-def resolve_predict_resources(res: StageResources, cluster: dict[str, float]) -> StageResources:
-    """'auto' GPUs: 1 per actor when the cluster has GPUs; 'auto' actors: one per GPU, or on a
-    CPU-only cluster one per two CPUs (read from the cluster, never the driver's hardware)."""
-    return resolve_accelerated(res, cluster, cpus_per_cpu_actor=2)
 
 
 def item_from_row(row: dict[str, Any]) -> Item:

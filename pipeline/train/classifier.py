@@ -25,6 +25,7 @@ import ray.train.torch
 import torch
 
 from pipeline import storage, tracking
+from pipeline.cluster.resources import resolve_use_gpu
 from pipeline.collection import read_collection
 from pipeline.logs import train_log_level
 from pipeline.train.classifier_data import load_training_set
@@ -34,15 +35,6 @@ from pipeline.train.finetune import positive_weights
 
 log = logging.getLogger(__name__)
 COMMAND = "train-classifier"  # MLflow run names and the webseg.command tag
-
-
-def resolve_use_gpu(use_gpu: bool | str) -> bool:
-    """ "auto" -> whether the Ray cluster has GPUs (never torch.cuda on the driver)."""
-    if use_gpu == "auto":
-        return ray.cluster_resources().get("GPU", 0) > 0
-    if isinstance(use_gpu, bool):
-        return use_gpu
-    raise ValueError(f"use_gpu must be true, false or 'auto', got {use_gpu!r}")
 
 
 def state_uri(out_uri: str) -> str:
@@ -62,7 +54,7 @@ def _trainer(
 ) -> ray.train.torch.TorchTrainer:
     scaling = ray.train.ScalingConfig(
         num_workers=cfg.workers,
-        use_gpu=resolve_use_gpu(cfg.use_gpu),
+        use_gpu=resolve_use_gpu(cfg.use_gpu, ray.cluster_resources()),
         resources_per_worker={"CPU": cfg.cpus_per_worker},
     )
     run = ray.train.RunConfig(

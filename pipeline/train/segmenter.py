@@ -27,9 +27,10 @@ import ray.train
 import ray.train.torch
 
 from pipeline import storage, tracking
+from pipeline.cluster.resources import resolve_use_gpu
 from pipeline.logs import train_log_level
 from pipeline.registry import CANDIDATE, get_or_create_run
-from pipeline.train.classifier import absolute, resolve_use_gpu, state_uri
+from pipeline.train.classifier import absolute, state_uri
 from pipeline.train.config import SegmenterTrainConfig
 from pipeline.train.segmenter_data import count_samples, load_source, read_label_set
 from pipeline.train.segmenter_loop import train_loop
@@ -103,7 +104,7 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.workers,
-            use_gpu=resolve_use_gpu(cfg.use_gpu),
+            use_gpu=resolve_use_gpu(cfg.use_gpu, ray.cluster_resources()),
             resources_per_worker={"CPU": cfg.cpus_per_worker},
         ),
         run_config=ray.train.RunConfig(

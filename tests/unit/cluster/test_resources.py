@@ -1,16 +1,62 @@
-from pipeline.cluster.dataflow import resolve_resources
+"""The one 'auto' resources rule (pipeline.cluster.resources), on plain cluster dicts: no Ray."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.cluster.resources import (
+    auto_gpus,
+    resolve_accelerated,
+    resolve_predict_resources,
+    resolve_pseudo_label_resources,
+    resolve_use_gpu,
+)
 from pipeline.label_config import ResourcesConfig, StageResources
+from pipeline.settings import PredictConfig
+
+
+def test_auto_gpus_follow_the_cluster_and_numbers_stay():
+    assert auto_gpus("auto", {"CPU": 8.0, "GPU": 2.0}) == 1.0
+    assert auto_gpus("auto", {"CPU": 8.0}) == 0.0
+    assert auto_gpus("auto", {"CPU": 8.0, "GPU": 0.0}) == 0.0
+    assert auto_gpus(0.5, {"CPU": 8.0}) == 0.5
+    assert auto_gpus(True, {}) == 1.0 and auto_gpus(False, {"GPU": 4.0}) == 0.0
+
+
+def test_accelerated_stage_actors_per_gpu_or_per_cpus():
+    auto = StageResources(num_gpus="auto")
+    gpu = resolve_accelerated(auto, {"CPU": 64.0, "GPU": 3.0}, cpus_per_cpu_actor=8)
+    assert (gpu.actors, gpu.num_gpus) == (3, 1.0)
+    half = resolve_accelerated(StageResources(num_gpus=0.5), {"GPU": 2.0}, cpus_per_cpu_actor=8)
+    assert half.actors == 4
+    cpu = resolve_accelerated(auto, {"CPU": 20.0}, cpus_per_cpu_actor=8)
+    assert (cpu.actors, cpu.num_gpus) == (2, 0.0)
+    empty = resolve_accelerated(auto, {}, cpus_per_cpu_actor=8)  # no CPU key: 1 CPU, 1 actor
+    assert (empty.actors, empty.num_gpus) == (1, 0.0)
+
+
+def test_use_gpu_is_true_false_or_the_clusters_gpus():
+    assert resolve_use_gpu("auto", {"CPU": 4.0, "GPU": 1.0}) is True
+    assert resolve_use_gpu("auto", {"CPU": 4.0}) is False
+    assert resolve_use_gpu(True, {"CPU": 4.0}) is True
+    assert resolve_use_gpu(False, {"CPU": 4.0, "GPU": 1.0}) is False
+
+
+def test_use_gpu_must_be_bool_or_auto():
+    with pytest.raises(ValueError):
+        resolve_use_gpu("yes", {"GPU": 1.0})
 
 
 def test_auto_uses_gpus_of_the_cluster_not_the_driver():
-    res = resolve_resources(ResourcesConfig(), {"CPU": 32.0, "GPU": 4.0})
+    res = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 32.0, "GPU": 4.0})
     assert res.cam.num_gpus == 1.0 and res.cam.actors == 4
     assert res.refine.actors >= 1 and res.refine.num_gpus == 0.0
 
 
 def test_cpu_only_cluster_gets_no_gpus_and_fits_every_stage():
     for cpus, cam_actors in ((3.0, 2), (4.0, 3), (16.0, 12), (1.0, 1)):
-        res = resolve_resources(ResourcesConfig(), {"CPU": cpus})
+        res = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": cpus})
         assert res.cam.num_gpus == 0.0 and res.cam.actors == cam_actors, cpus
         total = (
             res.cam.actors * res.cam.num_cpus
@@ -22,8 +68,8 @@ def test_cpu_only_cluster_gets_no_gpus_and_fits_every_stage():
 
 
 def test_cpu_cam_share_moves_cpus_between_cam_and_refine():
-    more = resolve_resources(ResourcesConfig(cpu_cam_share=0.9), {"CPU": 16.0})
-    less = resolve_resources(ResourcesConfig(cpu_cam_share=0.3), {"CPU": 16.0})
+    more = resolve_pseudo_label_resources(ResourcesConfig(cpu_cam_share=0.9), {"CPU": 16.0})
+    less = resolve_pseudo_label_resources(ResourcesConfig(cpu_cam_share=0.3), {"CPU": 16.0})
     assert more.cam.actors > less.cam.actors and more.refine.actors < less.refine.actors
 
 
@@ -31,14 +77,11 @@ def test_explicit_values_are_kept():
     cfg = ResourcesConfig(
         cam=StageResources(actors=2, num_gpus=0.5), refine=StageResources(actors=7)
     )
-    res = resolve_resources(cfg, {"CPU": 8.0, "GPU": 1.0})
+    res = resolve_pseudo_label_resources(cfg, {"CPU": 8.0, "GPU": 1.0})
     assert (res.cam.actors, res.cam.num_gpus, res.refine.actors) == (2, 0.5, 7)
 
 
 def test_predict_pool_follows_the_cluster_gpus_or_cpus():
-    from pipeline.cluster.predict_dataflow import resolve_predict_resources
-    from pipeline.settings import PredictConfig
-
     auto = PredictConfig().resources
     gpu = resolve_predict_resources(auto, {"CPU": 16.0, "GPU": 2.0})
     assert (gpu.actors, gpu.num_gpus) == (2, 1.0)
@@ -48,3 +91,12 @@ def test_predict_pool_follows_the_cluster_gpus_or_cpus():
     assert tiny.actors == 1
     fixed = resolve_predict_resources(StageResources(actors=5, num_gpus=0.25), {"GPU": 1.0})
     assert (fixed.actors, fixed.num_gpus) == (5, 0.25)
+
+
+def test_the_rule_loads_no_ray_or_torch():
+    code = (
+        "import sys, pipeline.cluster.resources\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

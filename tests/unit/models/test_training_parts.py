@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from pipeline.train.augment import augment_batch, colour_jitter, eval_batch
-from pipeline.train.classifier import resolve_use_gpu
 from pipeline.train.classifier_loop import average_precision, per_class_ap
 from pipeline.train.config import AugmentConfig
 
@@ -54,9 +53,3 @@ def test_per_class_ap_skips_absent_classes():
     targets = np.array([[1, 0, 0], [0, 0, 1]], np.float32)
     scores = np.array([[0.9, 0.1, 0.2], [0.1, 0.5, 0.8]], np.float32)
     assert per_class_ap(scores, targets, ("background", "a", "b", "c")) == {"a": 1.0, "c": 1.0}
-
-
-def test_use_gpu_must_be_bool_or_auto():
-    assert resolve_use_gpu(False) is False
-    with pytest.raises(ValueError):
-        resolve_use_gpu("yes")

@@ -1,0 +1,81 @@
+"""'auto' resources, resolved from the Ray cluster's resources: one rule for every command.
+
+Callers pass `ray.cluster_resources()` as a plain dict ({"CPU": 16.0, "GPU": 2.0, ...}); this module
+imports no Ray and no torch. It reads the cluster, never the driver's own hardware: the driver of a
+GPU cluster often has no GPU.
+
+- GPUs 'auto' (a stage's num_gpus, a trainer's use_gpu): 1 per actor or worker when the cluster has
+  GPUs, else 0 (`auto_gpus`, the only place that decides it);
+- actors 'auto': one per GPU, or on a CPU-only cluster one per `cpus_per_cpu_actor` CPUs
+  (`resolve_accelerated`); pseudo-label splits a CPU-only cluster between CAM and refinement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pipeline.label_config import AUTO, ResourcesConfig, StageResources
+
+
+def auto_gpus(value: bool | float | str, cluster: dict[str, float]) -> float:
+    """GPUs per actor or worker: 'auto' -> 1.0 when the cluster has GPUs, else 0.0; else the value."""
+    if value == AUTO:
+        return 1.0 if float(cluster.get("GPU", 0)) > 0 else 0.0
+    return float(value)
+
+
+def resolve_accelerated(
+    res: StageResources, cluster: dict[str, float], cpus_per_cpu_actor: int
+) -> StageResources:
+    """A stage that may use GPUs: 'auto' num_gpus by `auto_gpus`; 'auto' actors: one per GPU, or
+    on a CPU-only cluster one per cpus_per_cpu_actor CPUs."""
+    gpus, cpus = float(cluster.get("GPU", 0)), float(cluster.get("CPU", 1))
+    num_gpus = auto_gpus(res.num_gpus, cluster)
+    actors = res.actors
+    if actors == AUTO:
+        per_cpu = max(1, int(cpus // cpus_per_cpu_actor))
+        actors = max(1, int(gpus // num_gpus)) if num_gpus > 0 else per_cpu
+    return replace(res, actors=int(actors), num_gpus=num_gpus)
+
+
+def resolve_predict_resources(res: StageResources, cluster: dict[str, float]) -> StageResources:
+    """webseg predict's actor pool: 'auto' GPUs: 1 per actor when the cluster has GPUs; 'auto'
+    actors: one per GPU, or on a CPU-only cluster one per two CPUs."""
+    return resolve_accelerated(res, cluster, cpus_per_cpu_actor=2)
+
+
+def resolve_pseudo_label_resources(
+    res: ResourcesConfig, cluster: dict[str, float]
+) -> ResourcesConfig:
+    """webseg pseudo-label's stages: CAM as an accelerated stage; on a CPU-only cluster CAM gets
+    cpu_cam_share of the CPUs; 'auto' refine actors fill the CPUs left (at least one)."""
+    cam = resolve_accelerated(res.cam, cluster, cpus_per_cpu_actor=8)
+    cpus = float(cluster.get("CPU", 1))
+    tasks = res.decode.num_cpus + res.write.num_cpus
+    if cam.num_gpus == 0 and res.cam.actors == AUTO:
+        cam = replace(cam, actors=_cpu_cam_actors(res, cpus - tasks))
+    spare = cpus - cam.num_cpus * int(cam.actors) - tasks
+    refine_actors = res.refine.actors
+    if refine_actors == AUTO:
+        refine_actors = max(1, int(spare // res.refine.num_cpus))
+    return replace(
+        res,
+        cam=cam,
+        refine=replace(res.refine, actors=int(refine_actors), num_gpus=0.0),
+    )
+
+
+def _cpu_cam_actors(res: ResourcesConfig, cpus: float) -> int:
+    """CAM actors of a CPU-only cluster: cpu_cam_share of the CPUs (with a pretrained backbone the
+    CAM costs about 3x the refinement per item on a CPU; docs/cluster.md), leaving one refine
+    actor's CPUs at least."""
+    wanted = round(cpus * res.cpu_cam_share / res.cam.num_cpus)
+    fits = int((cpus - res.refine.num_cpus) // res.cam.num_cpus)
+    return max(1, min(wanted, fits))
+
+
+def resolve_use_gpu(use_gpu: bool | str, cluster: dict[str, float]) -> bool:
+    """A Ray Train trainer's use_gpu: True, False, or 'auto' by `auto_gpus`."""
+    if use_gpu != AUTO and not isinstance(use_gpu, bool):
+        raise ValueError(f"use_gpu must be true, false or 'auto', got {use_gpu!r}")
+    return auto_gpus(use_gpu, cluster) > 0
