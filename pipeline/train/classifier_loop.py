@@ -17,13 +17,13 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from pipeline import checkpoint, tracking
 from pipeline.models.classifier import CamClassifier
 from pipeline.train import finetune
 from pipeline.train.augment import augment_batch, eval_batch
+from pipeline.train.common import concat_across_workers, mean_across_workers
 from pipeline.train.config import ClassifierTrainConfig
 
 log = logging.getLogger(__name__)
@@ -46,20 +46,6 @@ def per_class_ap(
     """{class name: AP} of foreground classes with a positive; scores, targets: N x C."""
     aps = [average_precision(scores[:, c], targets[:, c]) for c in range(targets.shape[1])]
     return {classes[c + 1]: ap for c, ap in enumerate(aps) if not np.isnan(ap)}
-
-
-def _gather(array: np.ndarray) -> np.ndarray:
-    """Concatenate an array's rows across training workers (identity for one worker)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return array
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, array)
-    return np.concatenate(parts)
-
-
-def _mean_across_workers(value: float, count: int) -> float:
-    totals = _gather(np.array([[value * count, count]], dtype=np.float64)).sum(axis=0)
-    return float(totals[0] / max(totals[1], 1))
 
 
 def _batches(shard, batch_size: int, shuffle_buffer: int, device: torch.device):
@@ -159,7 +145,8 @@ def _fit_head(model: CamClassifier, shard, cfg, device, pos_weight) -> dict:
         )
         features.append(pooled.cpu().numpy())
         targets.append(batch["target"].repeat(2 * len(cfg.head_sizes), 1).cpu().numpy())
-    features, targets = _gather(np.concatenate(features)), _gather(np.concatenate(targets))
+    features = concat_across_workers(np.concatenate(features))
+    targets = concat_across_workers(np.concatenate(targets))
     extracted = time.time() - started
     log.info("classifier head: pooled features of %d views in %.0f s; fitting the head",
              len(features), extracted)  # fmt: skip
@@ -188,7 +175,7 @@ def _finish(model, cfg, classes, config, shard, batch_size, device, run) -> dict
     """Final un-augmented pass over the training items; rank 0 writes and logs the model."""
     out_uri = config["out_uri"]
     scores, targets = _evaluate(model, _batches(shard, batch_size, 0, device), cfg)
-    aps = per_class_ap(_gather(scores), _gather(targets), classes)
+    aps = per_class_ap(concat_across_workers(scores), concat_across_workers(targets), classes)
     final = {"map": _map(aps), "per_class_ap": aps, "model_uri": out_uri, "mlflow_run_id": None}
     if run:
         tracking.log_metrics(
@@ -231,8 +218,8 @@ def _train_epochs(model, cfg, classes, config, shard, device, rank, world, run) 
         loss, scores, targets = _train_epoch(
             model, optimizer, scheduler, batches, cfg, gen, pos_weight
         )
-        aps = per_class_ap(_gather(scores), _gather(targets), classes)
-        metrics = {"epoch": epoch, "loss": _mean_across_workers(loss, len(scores)),
+        aps = per_class_ap(concat_across_workers(scores), concat_across_workers(targets), classes)
+        metrics = {"epoch": epoch, "loss": mean_across_workers(loss, len(scores)),
                    "train_running_map": _map(aps), "epoch_s": time.time() - start}  # fmt: skip
         if run:
             tracking.log_metrics(metrics, step=epoch)

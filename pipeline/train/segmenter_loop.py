@@ -20,7 +20,6 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 
 from pipeline import checkpoint, schema, storage, tracking
 from pipeline.config import to_dict
@@ -28,6 +27,7 @@ from pipeline.models.classifier import input_stats
 from pipeline.models.deeplab import DeepLabV3, poly_lr_factor, segmentation_loss
 from pipeline.models.inference import segment
 from pipeline.registry import log_segmenter
+from pipeline.train.common import sum_across_workers
 from pipeline.train.config import backbone_lr_mult, starts_pretrained
 from pipeline.train.finetune import freeze, set_train_mode
 from pipeline.train.segmenter_data import IMAGE_COL, MASK_COL, augment_pair
@@ -35,15 +35,6 @@ from pipeline.train.segmenter_eval import confusion, load_val_set, miou, preview
 from pipeline.train.segmenter_init import init_backbone
 
 log = logging.getLogger(__name__)
-
-
-def _sum_across_workers(array: np.ndarray) -> np.ndarray:
-    """Element-wise sum over training workers (identity for one worker)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return array
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, array)
-    return np.sum(parts, axis=0)
 
 
 def _build(cfg, restored: dict | None) -> tuple[DeepLabV3, torch.optim.Optimizer, dict | None]:
@@ -140,11 +131,11 @@ def _validate(model, pairs, cfg) -> np.ndarray | None:
     if not cfg.val_collection:
         return None
     net = getattr(model, "module", model).eval()
-    return _sum_across_workers(confusion(net, pairs, cfg.model.num_classes, cfg.eval_long_side))
+    return sum_across_workers(confusion(net, pairs, cfg.model.num_classes, cfg.eval_long_side))
 
 
 def _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat) -> dict:
-    counts = _sum_across_workers(np.array([loss * seen, seen], np.float64))
+    counts = sum_across_workers(np.array([loss * seen, seen], np.float64))
     metrics = {
         "epoch": epoch,
         "loss": float(counts[0] / max(counts[1], 1)),
