@@ -8,68 +8,29 @@ with empty tags are negatives), squashes each to a fixed square and hands them t
 Ray Data dataset; workers augment on their device, train with BCE, and rank 0 logs to MLflow and
 writes the final checkpoint (pipeline.checkpoint format) to out_uri.
 Decoding lives in classifier_data.py; the worker loop and average precision in classifier_loop.py;
-ClassifierTrainConfig in config.py.
+ClassifierTrainConfig in config.py; the trainer and where its state lives in common.py.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import replace
 
 import numpy as np
 import ray
-import ray.train
-import ray.train.torch
 import torch
 
-from pipeline import storage, tracking
-from pipeline.cluster.resources import resolve_use_gpu
+from pipeline import tracking
 from pipeline.collection import read_collection
-from pipeline.logs import train_log_level
 from pipeline.train.classifier_data import load_training_set
 from pipeline.train.classifier_loop import train_loop
+from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import ClassifierTrainConfig
 from pipeline.train.finetune import positive_weights
 
 log = logging.getLogger(__name__)
 COMMAND = "train-classifier"  # MLflow run names and the webseg.command tag
-
-
-def state_uri(out_uri: str) -> str:
-    """Where training state lives: OUT/train, or OUT.train when OUT is a .pt/.pth file."""
-    if out_uri.rstrip("/").endswith((".pt", ".pth")):
-        return out_uri.rstrip("/") + ".train"
-    return storage.join(out_uri, "train")
-
-
-def absolute(uri: str) -> str:
-    """A local path made absolute (Ray Train wants one); remote URIs unchanged."""
-    return uri if storage.is_remote(uri) else os.path.abspath(uri.removeprefix("file://"))
-
-
-def _trainer(
-    cfg: ClassifierTrainConfig, loop_config: dict, dataset
-) -> ray.train.torch.TorchTrainer:
-    scaling = ray.train.ScalingConfig(
-        num_workers=cfg.workers,
-        use_gpu=resolve_use_gpu(cfg.use_gpu, ray.cluster_resources()),
-        resources_per_worker={"CPU": cfg.cpus_per_worker},
-    )
-    run = ray.train.RunConfig(
-        name=f"classifier-{int(time.time())}",
-        storage_path=cfg.storage_path,  # resolved by train_classifier
-        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-        logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
-    )
-    return ray.train.torch.TorchTrainer(
-        train_loop,
-        train_loop_config=loop_config,
-        scaling_config=scaling,
-        run_config=run,
-        datasets={"train": dataset},
-    )
 
 
 def _pos_weight(targets: np.ndarray, cfg: ClassifierTrainConfig) -> torch.Tensor:
@@ -107,7 +68,17 @@ def train_classifier(
                    "run_name": tracking.run_name(COMMAND, out_uri),
                    "tags": tracking.run_tags(COMMAND, collection_uri, out_uri),
                    "pos_weight": _pos_weight(data.targets, cfg)}  # fmt: skip
-    result = _trainer(cfg, loop_config, dataset).fit()
+    name = f"classifier-{int(time.time())}"
+    trainer = make_trainer(
+        train_loop,
+        loop_config,
+        dataset,
+        cfg,
+        name=name,
+        storage_path=cfg.storage_path,
+        num_to_keep=1,
+    )
+    result = trainer.fit()
     summary = {k: result.metrics[k] for k in ("map", "per_class_ap", "mlflow_run_id", "model_uri")}
     summary.update(train_items=len(rows), skipped=data.skipped, wall_s=time.time() - start,
                    tracking_uri=cfg.tracking_uri)  # fmt: skip

@@ -23,14 +23,10 @@ from dataclasses import replace
 
 import numpy as np
 import ray
-import ray.train
-import ray.train.torch
 
 from pipeline import storage, tracking
-from pipeline.cluster.resources import resolve_use_gpu
-from pipeline.logs import train_log_level
 from pipeline.registry import CANDIDATE, get_or_create_run
-from pipeline.train.classifier import absolute, state_uri
+from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import SegmenterTrainConfig
 from pipeline.train.segmenter_data import count_samples, load_source, read_label_set
 from pipeline.train.segmenter_loop import train_loop
@@ -99,21 +95,8 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
         "previews": _previews(sources, cfg),
         "result_uri": storage.join(state, RESULT),
     }
-    trainer = ray.train.torch.TorchTrainer(
-        train_loop,
-        train_loop_config=loop_config,
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.workers,
-            use_gpu=resolve_use_gpu(cfg.use_gpu, ray.cluster_resources()),
-            resources_per_worker={"CPU": cfg.cpus_per_worker},
-        ),
-        run_config=ray.train.RunConfig(
-            name=cfg.run_name,
-            storage_path=state,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
-        ),
-        datasets={"train": dataset},
+    trainer = make_trainer(
+        train_loop, loop_config, dataset, cfg, name=cfg.run_name, storage_path=state, num_to_keep=2
     )
     return trainer, loop_config
 

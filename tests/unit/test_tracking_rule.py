@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from pipeline import registry, tracking
 from pipeline.predict_run import with_tracking_uri
 from pipeline.settings import PredictConfig
-from pipeline.train.classifier import state_uri
+from pipeline.train.common import state_uri
 from pipeline.train.config import ClassifierTrainConfig, SegmenterTrainConfig
 
 
