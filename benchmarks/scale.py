@@ -3,7 +3,7 @@
 For each N, the collection is `--collection` repeated N times with fresh ids (the same media,
 absolute uris). In the same run, two ways over it:
 - webseg: the real `webseg pseudo-label` command in a subprocess (its own local Ray);
-- baseline: one process calling the same stage cores (decode_rows, CamStage, RefineStage,
+- baseline: one process calling the same stage cores (decode_batch, CamStage, RefineStage,
   write_batch: plain Python classes, no Ray) item by item in a plain loop.
 Measured for each: wall seconds, items/s and frames/s (manifest rows), the machine's CPU
 utilisation over the run (/proc/stat), peak memory (summed RSS of the process tree: the CLI,
@@ -146,14 +146,7 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
 def baseline_worker(collection: str, model: str, out: str, config: str) -> None:
     """The research-code loop: every item through decode -> CAM -> refine -> write, one by one."""
     sys.path.insert(0, str(REPO))
-    from pipeline.cluster.stages import (
-        TENSORS,
-        CamStage,
-        RefineStage,
-        decode_rows,
-        item_row,
-        write_batch,
-    )
+    from pipeline.cluster.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
     from pipeline.collection import read_collection
     from pipeline.rows import to_batch
     from pipeline.settings import load_settings
@@ -163,8 +156,8 @@ def baseline_worker(collection: str, model: str, out: str, config: str) -> None:
     refine_stage = RefineStage(cfg)
     items, rows = read_collection(collection, cfg.collection).items, 0
     for item in items:
-        decoded = decode_rows(item_row(item), cfg.decode, frozenset())
-        batch = refine_stage(cam_stage(to_batch(decoded, TENSORS)))
+        decoded = decode_batch(to_batch([item_row(item)]), cfg.decode)
+        batch = refine_stage(cam_stage(decoded))
         rows += len(write_batch(batch, out, cfg.output.save_cams)["id"])
     print(json.dumps({"items": len(items), "rows": rows}))
 

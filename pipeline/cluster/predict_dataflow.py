@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy
 
 from pipeline import schema
 from pipeline.cluster.resources import resolve_predict_resources
+from pipeline.cluster.stage_base import Stage
 from pipeline.cluster.stages import item_row
 from pipeline.collection import Item
 from pipeline.output import MANIFEST_SCHEMA
 from pipeline.predict import predict_item
 from pipeline.progress import progress_bar
-from pipeline.rows import iter_rows, loads
+from pipeline.rows import loads
 
 
 def item_from_row(row: dict[str, Any]) -> Item:
@@ -38,8 +38,9 @@ def item_from_row(row: dict[str, Any]) -> Item:
     )
 
 
-class PredictStage:
-    """Actor: builds the segmenter once on its device; masks of each item row, manifest rows out."""
+class PredictStage(Stage):
+    """Actor: builds the segmenter once on its device; masks of each item row, manifest rows out
+    (predict_item turns a failed or unreadable item into its failed row itself; no timing column)."""
 
     def __init__(self, weights: ray.ObjectRef, out_uri: str, long_side: int, cfg: Any):
         import torch
@@ -53,11 +54,13 @@ class PredictStage:
         self.model.to(device).eval()
         self.out_uri, self.long_side, self.cfg = out_uri, long_side, cfg
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        rows = []
-        for row in iter_rows(batch):
-            item = item_from_row(row)
-            rows += predict_item(self.model, item, self.out_uri, self.long_side, self.cfg)
+    def passes(self, row: dict[str, Any]) -> bool:
+        return False
+
+    def compute(self, row: dict[str, Any]) -> list[dict]:
+        return predict_item(self.model, item_from_row(row), self.out_uri, self.long_side, self.cfg)
+
+    def output(self, rows: list[dict]) -> pa.Table:
         return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
 
 

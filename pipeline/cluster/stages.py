@@ -1,4 +1,5 @@
-"""Thin Ray Data adapters: one callable per stage, heavy state in __init__, one core call per row.
+"""Thin Ray Data adapters: one callable per stage, heavy state in __init__, one core call per row
+(the row loop, timing, failed rows and batching: stage_base).
 
 Rows are images (a 1-frame stack) or windows of video frames; see `pipeline.schema` for columns.
 A row that has failed passes through every later stage untouched.
@@ -6,7 +7,6 @@ A row that has failed passes through every later stage untouched.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -15,13 +15,14 @@ from pipeline import schema
 from pipeline.cam import compute_cams
 from pipeline.cam_config import CamConfig
 from pipeline.checkpoint import load_classifier
+from pipeline.cluster.stage_base import BatchStage, Stage
 from pipeline.collection import Item
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.labelling import label_image_item, label_video_window
 from pipeline.models.imagenet_prior import load_prior
 from pipeline.output import LabelWriter
-from pipeline.rows import dumps, iter_rows, loads, to_batch
+from pipeline.rows import dumps, loads
 
 TENSORS = (schema.FRAMES, schema.CAM, schema.TAG_SCORES, schema.MASKS)
 PLACEHOLDER = np.zeros((1, 1, 1, 3), np.uint8)
@@ -53,19 +54,34 @@ def _decoded(row: dict, window: int, indices: list[int], frames: np.ndarray, fai
     }
 
 
-def decode_rows(row: dict, cfg: DecodeConfig, skip_groups: frozenset[str]) -> list[dict]:
-    """One item row -> decoded rows (an image, or one row per window of sampled video frames)."""
-    row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-    if row[schema.REASON]:
-        return [_decoded(row, 0, [schema.NO_FRAME], PLACEHOLDER, row[schema.REASON])]
-    try:
+class DecodeStage(Stage):
+    """Item rows -> decoded rows (an image, or one row per window of sampled video frames); an item
+    that failed earlier (its reason set) or cannot be read becomes one failed row."""
+
+    timing, tensors, errors = "decode", TENSORS, (DecodeError, OSError)
+
+    def __init__(self, cfg: DecodeConfig, skip_groups: frozenset[str]):
+        self.cfg, self.skip_groups = cfg, skip_groups
+
+    def prepare(self, row: dict) -> dict:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+
+    def passes(self, row: dict) -> bool:
+        return bool(row[schema.REASON])
+
+    def pass_through(self, row: dict) -> dict:
+        return self.failed(row, row[schema.REASON])
+
+    def compute(self, row: dict) -> list[dict]:
         if row[schema.KIND] == schema.KIND_IMAGE:
-            return [_decoded(row, 0, [schema.NO_FRAME], read_image(row[schema.URI], cfg)[None])]
-        return _video_windows(row, cfg, skip_groups)
-    except FileNotFoundError:
-        return [_decoded(row, 0, [schema.NO_FRAME], PLACEHOLDER, "file not found")]
-    except (DecodeError, OSError) as error:
-        return [_decoded(row, 0, [schema.NO_FRAME], PLACEHOLDER, str(error) or repr(error))]
+            return [_decoded(row, 0, [schema.NO_FRAME], read_image(row[schema.URI], self.cfg)[None])]
+        return _video_windows(row, self.cfg, self.skip_groups)
+
+    def failed(self, row: dict, reason: str) -> dict:
+        return _decoded(row, 0, [schema.NO_FRAME], PLACEHOLDER, reason)
+
+    def reason(self, error: Exception) -> str:
+        return "file not found" if isinstance(error, FileNotFoundError) else super().reason(error)
 
 
 def _video_windows(row: dict, cfg: DecodeConfig, skip_groups: frozenset[str]) -> list[dict]:
@@ -85,17 +101,17 @@ def decode_batch(
     batch: dict[str, np.ndarray], cfg: DecodeConfig, skip_groups: frozenset[str] = frozenset()
 ) -> dict[str, np.ndarray]:
     """Ray Data task: item rows -> decoded rows."""
-    rows = []
-    for row in iter_rows(batch):
-        started = time.perf_counter()
-        decoded = decode_rows(row, cfg, skip_groups)
-        seconds = time.perf_counter() - started
-        rows.extend({**r, f"{schema.TIMING_PREFIX}decode": seconds} for r in decoded)
-    return to_batch(rows, TENSORS)
+    return DecodeStage(cfg, skip_groups)(batch)
 
 
-class CamStage:
-    """Actor: loads the classifier once; adds CAMs (TxKxhxw) and tag scores (TxK) to each row."""
+class CamStage(BatchStage):
+    """Actor: loads the classifier once; adds CAMs (TxKxhxw) and tag scores (TxK) to each row.
+
+    All frames of the batch's live rows go through compute_cams together (it batches same-size
+    images), so the network sees full batches, not one row at a time; without a model every row
+    passes through with empty CAMs."""
+
+    timing, tensors = "cam", TENSORS
 
     def __init__(self, model_uri: str | None, cfg: CamConfig):
         self.cfg = cfg
@@ -107,31 +123,30 @@ class CamStage:
                 self.prior = load_prior(self.model.backbone, model_cfg.backbone, list(classes))
                 self.prior = self.prior.to(self.device) if self.prior is not None else None
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """All frames of the batch's live rows go through compute_cams together (it batches
-        same-size images), so the network sees full batches, not one row at a time."""
-        started = time.perf_counter()
-        rows = list(iter_rows(batch))
-        live = [r for r in rows if self.model is not None and r[schema.STATUS] != schema.FAILED]
+    def passes(self, row: dict) -> bool:
+        return self.model is None or super().passes(row)
+
+    def pass_through(self, row: dict) -> dict:
+        row[schema.CAM], row[schema.TAG_SCORES] = _no_cams(len(row[schema.FRAMES]))
+        return row
+
+    def weight(self, row: dict) -> float:
+        return len(row[schema.FRAMES])
+
+    def compute_batch(self, live: list[dict]) -> list[list[dict]]:
         frames = [frame for r in live for frame in r[schema.FRAMES]]
         tags = [loads(r[schema.TAG_IDS]) for r in live for _ in r[schema.FRAMES]]
         cams, scores = (
             compute_cams(self.model, frames, tags, self.cfg, self.device, self.prior)
             if frames else ([], [])
         )
-        share = (time.perf_counter() - started) / max(1, len(frames))
-        live_rows, at = {id(r) for r in live}, 0
-        for row in rows:
+        at = 0
+        for row in live:
             n = len(row[schema.FRAMES])
-            if id(row) in live_rows:
-                row[schema.CAM] = np.stack(cams[at : at + n]).astype(np.float32)
-                row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
-                row[f"{schema.TIMING_PREFIX}cam"] = share * n
-                at += n
-            else:
-                row[schema.CAM], row[schema.TAG_SCORES] = _no_cams(n)
-                row[f"{schema.TIMING_PREFIX}cam"] = 0.0
-        return to_batch(rows, TENSORS)
+            row[schema.CAM] = np.stack(cams[at : at + n]).astype(np.float32)
+            row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
+            at += n
+        return [[row] for row in live]
 
 
 def _no_cams(n_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,25 +159,26 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class RefineStage:
-    """CPU actor: CAMs -> masks (image labeller, or relevance + graph cut for a video window)."""
+class RefineStage(Stage):
+    """CPU actor: CAMs -> masks (image labeller, or relevance + graph cut for a video window);
+    a failed row gets an empty mask and its reason per frame. Frames are dropped here."""
+
+    timing, tensors = "refine", TENSORS
 
     def __init__(self, cfg: PseudoLabelConfig):
         self.cfg = cfg
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = []
-        for row in iter_rows(batch):
-            started = time.perf_counter()
-            if row[schema.STATUS] != schema.FAILED:
-                row = self._refine(row)
-            row[f"{schema.TIMING_PREFIX}refine"] = time.perf_counter() - started
-            row.setdefault(schema.MASKS, np.zeros((1, 1, 1), np.uint8))
-            row.setdefault(schema.FRAME_STATUS, dumps([schema.FAILED]))
-            row.setdefault(schema.FRAME_REASONS, dumps([row[schema.REASON]]))
-            row.pop(schema.FRAMES)
-            rows.append(row)
-        return to_batch(rows, TENSORS)
+    def compute(self, row: dict) -> list[dict]:
+        row = self._refine(row)
+        row.pop(schema.FRAMES)
+        return [row]
+
+    def pass_through(self, row: dict) -> dict:
+        row[schema.MASKS] = np.zeros((1, 1, 1), np.uint8)
+        row[schema.FRAME_STATUS] = dumps([schema.FAILED])
+        row[schema.FRAME_REASONS] = dumps([row[schema.REASON]])
+        row.pop(schema.FRAMES)
+        return row
 
     def _refine(self, row: dict) -> dict:
         frames, tag_ids = row[schema.FRAMES], loads(row[schema.TAG_IDS])
@@ -189,16 +205,26 @@ class RefineStage:
         return row
 
 
+class WriteStage(BatchStage):
+    """Writes masks (and image CAMs) atomically, then the batch's manifest part; emits one manifest
+    row per frame (a failed row too: every row is live here)."""
+
+    timing = "write"
+
+    def __init__(self, out_uri: str, save_cams: bool):
+        self.writer = LabelWriter(out_uri, save_cams)
+
+    def passes(self, row: dict) -> bool:
+        return False
+
+    def compute_batch(self, live: list[dict]) -> list[list[dict]]:
+        groups = [self.writer.frame_rows(row) for row in live]
+        self.writer.write_part([out for group in groups for out in group])
+        return groups
+
+
 def write_batch(
     batch: dict[str, np.ndarray], out_uri: str, save_cams: bool
 ) -> dict[str, np.ndarray]:
-    """Ray Data task: writes masks (and image CAMs) atomically, then the batch's manifest part;
-    emits one manifest row per frame."""
-    writer = LabelWriter(out_uri, save_cams)
-    started = time.perf_counter()
-    rows = [out for row in iter_rows(batch) for out in writer.frame_rows(row)]
-    writer.write_part(rows)
-    seconds = (time.perf_counter() - started) / max(1, len(rows))
-    for row in rows:
-        row[f"{schema.TIMING_PREFIX}write"] = seconds
-    return to_batch(rows)
+    """Ray Data task: the batch's masks and manifest part written (WriteStage); its manifest rows."""
+    return WriteStage(out_uri, save_cams)(batch)
