@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema, storage
-from pipeline.rows import dumps, loads
+from pipeline.labelset import MANIFEST_SCHEMA, manifest_row
+from pipeline.rows import loads
 
 
 def label_confidence(mask: np.ndarray, tag_scores: list[float]) -> float:
@@ -27,22 +28,7 @@ def label_confidence(mask: np.ndarray, tag_scores: list[float]) -> float:
     confident = float(np.mean(mask != schema.IGNORE)) if mask.size else 0.0
     return confident * (float(np.mean(tag_scores)) if tag_scores else 1.0)
 
-MANIFEST_SCHEMA = pa.schema(
-    [
-        (schema.ID, pa.string()),
-        (schema.URI, pa.string()),
-        (schema.KIND, pa.string()),
-        (schema.TAGS, pa.list_(pa.string())),
-        (schema.FRAME_INDEX, pa.int64()),
-        (schema.STATUS, pa.string()),
-        (schema.REASON, pa.string()),
-        (schema.MASK_URI, pa.string()),
-        (schema.SCORES, pa.string()),
-        (schema.CONFIDENCE, pa.float64()),
-        (schema.SOURCE_INDEX, pa.int64()),
-        (schema.GROUP, pa.string()),
-    ]
-)
+
 TIMINGS = ("decode", "cam", "refine", "write")
 
 
@@ -115,27 +101,25 @@ class LabelWriter:
             for s in TIMINGS[:3]
         }
         return {
-            schema.ID: str(row[schema.ID]),
-            schema.URI: str(row[schema.SOURCE_URI]),
-            schema.KIND: str(row[schema.KIND]),
-            schema.TAGS: str(row[schema.TAGS]),
-            schema.FRAME_INDEX: int(frame_index),
-            schema.STATUS: status,
-            schema.REASON: reason if status != schema.LABELLED else None,
-            schema.MASK_URI: mask_uri,
-            schema.SCORES: dumps(frame_scores),
-            schema.CONFIDENCE: confidence,
-            schema.SOURCE_INDEX: int(row[schema.SOURCE_INDEX]),
-            schema.GROUP: str(row[schema.GROUP]),
+            **manifest_row(
+                item_id=str(row[schema.ID]),
+                uri=str(row[schema.SOURCE_URI]),
+                kind=str(row[schema.KIND]),
+                tags=str(row[schema.TAGS]),
+                frame_index=int(frame_index),
+                status=status,
+                reason=reason if status != schema.LABELLED else None,
+                mask_uri=mask_uri,
+                scores=frame_scores,
+                source_index=int(row[schema.SOURCE_INDEX]),
+                group=str(row[schema.GROUP]),
+                confidence=confidence,
+            ),
             **timings,
         }
 
     def _write_mask(self, item_id: str, frame_index: int, mask: np.ndarray) -> str:
-        relative = (
-            schema.image_mask_path(item_id)
-            if frame_index == schema.NO_FRAME
-            else schema.frame_mask_path(item_id, frame_index)
-        )
+        relative = schema.mask_path(item_id, frame_index)
         storage.write_bytes(storage.join(self.out_uri, relative), encode_png(mask.astype(np.uint8)))
         return relative
 

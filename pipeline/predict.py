@@ -14,10 +14,10 @@ import numpy as np
 from pipeline import schema, storage
 from pipeline.collection import Item
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
+from pipeline.labelset import item_manifest_row
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.models.inference import segment
 from pipeline.output import encode_png
-from pipeline.rows import dumps
 from pipeline.settings import PredictConfig
 from pipeline.storage import StorageError
 
@@ -27,24 +27,6 @@ def _frames(item: Item, decode: DecodeConfig) -> Iterator[tuple[int, np.ndarray]
         yield from read_video_frames(item.uri, decode)
     else:
         yield schema.NO_FRAME, read_image(item.uri, decode)
-
-
-def _row(
-    item: Item, frame: int, status: str, reason: str | None, mask_uri: str | None, scores: dict
-) -> dict:
-    return {
-        schema.ID: item.id,
-        schema.URI: item.source_uri,
-        schema.KIND: item.kind,
-        schema.TAGS: list(item.tags),
-        schema.FRAME_INDEX: None if frame == schema.NO_FRAME else frame,
-        schema.STATUS: status,
-        schema.REASON: reason,
-        schema.MASK_URI: mask_uri,
-        schema.SCORES: dumps(scores),
-        schema.SOURCE_INDEX: item.source_index,
-        schema.GROUP: item.id,
-    }
 
 
 def tag_fractions(mask: np.ndarray, item: Item) -> dict[str, float]:
@@ -60,23 +42,26 @@ def predict_item(
 ) -> list[dict]:
     """Masks of one item written under out_uri; its manifest rows (a failed row on error)."""
     if item.error:
-        return [_row(item, schema.NO_FRAME, schema.FAILED, item.error, None, {})]
+        return [item_manifest_row(item, schema.FAILED, item.error, group=item.id)]
     allowed = (schema.BACKGROUND, *item.tag_ids) if cfg.restrict_to_tags else None
     rows = []
     try:
         for frame, image in _frames(item, cfg.decode):
             mask = segment(model, image, long_side, allowed=allowed)
-            relative = (
-                schema.image_mask_path(item.id)
-                if frame == schema.NO_FRAME
-                else schema.frame_mask_path(item.id, frame)
-            )
+            relative = schema.mask_path(item.id, frame)
             storage.write_bytes(storage.join(out_uri, relative), encode_png(mask))
             rows.append(
-                _row(item, frame, schema.LABELLED, None, relative, tag_fractions(mask, item))
+                item_manifest_row(
+                    item,
+                    schema.LABELLED,
+                    None,
+                    group=item.id,
+                    frame_index=None if frame == schema.NO_FRAME else frame,
+                    mask_uri=relative,
+                    scores=tag_fractions(mask, item),
+                )
             )
     except (DecodeError, FileNotFoundError, StorageError) as error:
-        rows.append(
-            _row(item, schema.NO_FRAME, schema.FAILED, str(error) or type(error).__name__, None, {})
-        )
+        reason = str(error) or type(error).__name__
+        rows.append(item_manifest_row(item, schema.FAILED, reason, group=item.id))
     return rows

@@ -91,9 +91,7 @@ def _row_name(row: dict) -> str:
 
 def _item_path(folder: str, row: dict) -> str:
     """folder/<id>.png for images, folder/<id>/<frame:06d>.png for video frames."""
-    frame = row.get(schema.FRAME_INDEX)
-    name = row[schema.ID] if frame is None else f"{row[schema.ID]}/{frame:06d}"
-    return f"{folder}/{name}.png"
+    return schema.mask_path(row[schema.ID], row.get(schema.FRAME_INDEX), folder)
 
 
 def _read_optional(uri: str) -> np.ndarray | None:

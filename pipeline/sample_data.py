@@ -12,6 +12,8 @@ import os
 import cv2
 import numpy as np
 
+from pipeline import schema
+
 CLASSES = ["background", "ball", "box"]
 PHOTO_CLASSES = ["cat", "person", "motorbike"]  # added to the label space with photos=True
 # Freely licensed photos inside scikit-image's wheel (skimage/data): file -> tags. They have no
@@ -143,7 +145,7 @@ def generate(
         _write_video(os.path.join(root, "media", f"{item_id}.mp4"), frames)
         os.makedirs(os.path.join(root, "gt", item_id), exist_ok=True)
         for t, gt in enumerate(gts):
-            cv2.imwrite(os.path.join(root, "gt", item_id, f"{t:06d}.png"), gt)
+            cv2.imwrite(os.path.join(root, schema.mask_path(item_id, t, "gt")), gt)
         rows.append(
             {
                 "id": item_id,

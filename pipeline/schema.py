@@ -81,11 +81,9 @@ MASKS_DIR = "masks"
 PARTS_DIR = "_parts"  # per-batch manifest parts: durable progress for resume
 
 
-def image_mask_path(item_id: str) -> str:
-    """Relative mask path of an image (data contract)."""
-    return f"{MASKS_DIR}/{item_id}.png"
-
-
-def frame_mask_path(item_id: str, frame_index: int) -> str:
-    """Relative mask path of a video frame (data contract)."""
-    return f"{MASKS_DIR}/{item_id}/{frame_index:06d}.png"
+def mask_path(item_id: str, frame_index: int | None = None, folder: str = MASKS_DIR) -> str:
+    """Relative mask path (data contract): folder/<id>.png for an image (frame_index None or
+    NO_FRAME), folder/<id>/<frame_index:06d>.png for a video frame; gt/ uses the same layout."""
+    if frame_index is None or frame_index == NO_FRAME:
+        return f"{folder}/{item_id}.png"
+    return f"{folder}/{item_id}/{frame_index:06d}.png"

@@ -23,6 +23,7 @@ from pipeline.cluster.stages import CamStage, RefineStage, decode_batch, item_ro
 from pipeline.collection import Collection
 from pipeline.config import flatten
 from pipeline.label_config import PseudoLabelConfig, ResourcesConfig, StageResources
+from pipeline.labelset import item_manifest_row
 from pipeline.labelset_guard import claim, code_version
 from pipeline.output import (
     completed_groups,
@@ -147,19 +148,12 @@ def _lost_rows(collection: Collection, rows: list[dict]) -> list[dict]:
     """Safety net: an input item with no output row at all gets a failed row (nothing silently lost)."""
     seen = {(r[schema.SOURCE_INDEX], r[schema.ID]) for r in rows}
     return [
-        {
-            schema.ID: it.id,
-            schema.URI: it.source_uri,
-            schema.KIND: it.kind,
-            schema.TAGS: list(it.tags),
-            schema.FRAME_INDEX: None,
-            schema.STATUS: schema.FAILED,
-            schema.REASON: "no output was produced for this item (lost during processing)",
-            schema.MASK_URI: None,
-            schema.SCORES: "{}",
-            schema.SOURCE_INDEX: it.source_index,
-            schema.GROUP: f"{it.source_index}/{it.id}",
-        }
+        item_manifest_row(
+            it,
+            schema.FAILED,
+            "no output was produced for this item (lost during processing)",
+            group=f"{it.source_index}/{it.id}",
+        )
         for it in collection.items
         if (it.source_index, it.id) not in seen
     ]

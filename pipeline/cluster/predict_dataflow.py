@@ -18,7 +18,7 @@ from pipeline.cluster.resources import resolve_predict_resources
 from pipeline.cluster.stage_base import Stage
 from pipeline.cluster.stages import item_row
 from pipeline.collection import Item
-from pipeline.output import MANIFEST_SCHEMA
+from pipeline.labelset import MANIFEST_SCHEMA
 from pipeline.predict import predict_item
 from pipeline.progress import progress_bar
 from pipeline.rows import loads

@@ -96,8 +96,13 @@ class BatchStage(Stage):
         live = [not self.passes(row) for row in rows]
         computed = iter(self.compute_batch([row for row, on in zip(rows, live, strict=True) if on]))
         elapsed = time.perf_counter() - started
-        groups = [next(computed) if on else [self.pass_through(row)] for row, on in zip(rows, live, strict=True)]
-        share = elapsed / max(1, sum(self.weight(r) for g, on in zip(groups, live, strict=True) if on for r in g))
+        groups = [
+            next(computed) if on else [self.pass_through(row)]
+            for row, on in zip(rows, live, strict=True)
+        ]
+        share = elapsed / max(
+            1, sum(self.weight(r) for g, on in zip(groups, live, strict=True) if on for r in g)
+        )
         return [
             self.timed(r, share * self.weight(r) if on else 0.0)
             for g, on in zip(groups, live, strict=True)

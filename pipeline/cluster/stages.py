@@ -74,7 +74,9 @@ class DecodeStage(Stage):
 
     def compute(self, row: dict) -> list[dict]:
         if row[schema.KIND] == schema.KIND_IMAGE:
-            return [_decoded(row, 0, [schema.NO_FRAME], read_image(row[schema.URI], self.cfg)[None])]
+            return [
+                _decoded(row, 0, [schema.NO_FRAME], read_image(row[schema.URI], self.cfg)[None])
+            ]
         return _video_windows(row, self.cfg, self.skip_groups)
 
     def failed(self, row: dict, reason: str) -> dict:
@@ -138,7 +140,8 @@ class CamStage(BatchStage):
         tags = [loads(r[schema.TAG_IDS]) for r in live for _ in r[schema.FRAMES]]
         cams, scores = (
             compute_cams(self.model, frames, tags, self.cfg, self.device, self.prior)
-            if frames else ([], [])
+            if frames
+            else ([], [])
         )
         at = 0
         for row in live:

@@ -69,10 +69,8 @@ def check_contract(out, picked, dev_collection):
             assert row[schema.REASON] and row[schema.MASK_URI] is None
             continue
         mask = cv2.imread(str(out / row[schema.MASK_URI]), cv2.IMREAD_UNCHANGED)
-        suffix = "" if row[schema.FRAME_INDEX] is None else f"/{row[schema.FRAME_INDEX]:06d}"
-        gt = cv2.imread(
-            str(dev_collection / "gt" / f"{row[schema.ID]}{suffix}.png"), cv2.IMREAD_UNCHANGED
-        )
+        gt_path = schema.mask_path(row[schema.ID], row[schema.FRAME_INDEX], "gt")
+        gt = cv2.imread(str(dev_collection / gt_path), cv2.IMREAD_UNCHANGED)
         assert mask.dtype == np.uint8 and mask.ndim == 2 and mask.shape == gt.shape
         allowed = {0, schema.IGNORE} | {schema.VOC_CLASSES.index(t) for t in row[schema.TAGS]}
         assert set(np.unique(mask).tolist()) <= allowed

@@ -50,12 +50,8 @@ def make_label_set(collection: str, out: Path, frame_step: int = 4) -> str:
             else sorted(int(p.stem) for p in gt.iterdir())[::frame_step]
         )
         for frame in frames:
-            relative = (
-                schema.image_mask_path(item["id"])
-                if frame is None
-                else schema.frame_mask_path(item["id"], frame)
-            )
-            source = Path(f"{gt}.png") if frame is None else gt / f"{frame:06d}.png"
+            relative = schema.mask_path(item["id"], frame)
+            source = Path(collection, schema.mask_path(item["id"], frame, "gt"))
             (out / relative).parent.mkdir(parents=True, exist_ok=True)
             (out / relative).write_bytes(source.read_bytes())
             rows.append(

@@ -165,7 +165,7 @@ def test_accepted_ids_only_name_masks_inside_the_output_root(items, tmp_path):
     out = str(tmp_path / "labels")
     for item in items:
         if item.error is None:
-            for mask in (schema.image_mask_path(item.id), schema.frame_mask_path(item.id, 3)):
+            for mask in (schema.mask_path(item.id), schema.mask_path(item.id, 3)):
                 assert storage.is_within(out, storage.join(out, mask)), item.id
 
 

@@ -58,10 +58,7 @@ def _png(path, array):
 
 
 def _row(item_id, kind, status, frame=None, reason=None):
-    mask = (
-        schema.image_mask_path(item_id) if frame is None else schema.frame_mask_path(item_id, frame)
-    )
-    mask = mask if status == schema.LABELLED else None
+    mask = schema.mask_path(item_id, frame) if status == schema.LABELLED else None
     return {"id": item_id, "uri": f"media/{item_id}", "kind": kind, "tags": ["cat"],
             "frame_index": frame, "status": status, "reason": reason, "mask_uri": mask,
             "scores": json.dumps({"cat": 0.9})}  # fmt: skip

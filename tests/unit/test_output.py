@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline import schema, storage
+from pipeline.labelset import MANIFEST_SCHEMA
 from pipeline.output import (
-    MANIFEST_SCHEMA,
     LabelWriter,
     completed_groups,
     merge_rows,

@@ -44,8 +44,8 @@ def test_run_predict_writes_the_pseudo_label_format(collection, tmp_path):
     images = [r for r in rows if r[schema.KIND] == "image"]
     frames = [r for r in rows if r[schema.KIND] == "video"]
     assert len(images) == 3 and images[0][schema.FRAME_INDEX] is None
-    assert images[0][schema.MASK_URI] == schema.image_mask_path(images[0][schema.ID])
-    assert len(frames) == 32 and frames[5][schema.MASK_URI] == schema.frame_mask_path("clip_00", 5)
+    assert images[0][schema.MASK_URI] == schema.mask_path(images[0][schema.ID])
+    assert len(frames) == 32 and frames[5][schema.MASK_URI] == schema.mask_path("clip_00", 5)
     assert all(r[schema.STATUS] == schema.LABELLED for r in rows)
     assert run["counts"]["rows"] == 35
     assert json.loads((tmp_path / "pred" / schema.RUN_NAME).read_text())["collection"] == collection
