@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from pipeline.cam_config import CamConfig
+from pipeline.collection import load_label_space
 from pipeline.refine.image_labeller import METHODS, ImageLabelConfig, label_image
 from pipeline.refine.saliency import centre_prior
 from pipeline.schema import IGNORE, VOC_CLASSES
@@ -39,11 +40,7 @@ N_CLASSES = len(VOC_CLASSES)
 
 def load_items(root: Path) -> list[dict]:
     """Image items of the manifest, with tag ids from classes.json (or VOC)."""
-    names = (
-        json.loads((root / "classes.json").read_text())
-        if (root / "classes.json").exists()
-        else VOC_CLASSES
-    )
+    names = load_label_space(str(root))
     index = {n: i for i, n in enumerate(names)}
     items = [
         json.loads(line)

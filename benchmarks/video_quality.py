@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.collection import load_label_space
 from pipeline.video.relevance import RelevanceConfig, relevant_frames
 from pipeline.video.segment import VideoSegConfig, segment_video
 from pipeline.video.shots import ShotConfig, split_shots
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--only", default=None, help="comma-separated item ids")
     args = parser.parse_args(argv)
     root = Path(args.collection)
-    classes = json.loads((root / "classes.json").read_text())
+    classes = list(load_label_space(str(root)))
     meta = json.loads((root / "gt_meta.json").read_text())
     items = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines() if x.strip()]
     only = set(args.only.split(",")) if args.only else None

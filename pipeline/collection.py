@@ -72,11 +72,15 @@ class Collection:
 def load_label_space(root: str) -> tuple[str, ...]:
     """classes.json of the collection, or the VOC-21 default."""
     path = storage.join(root, "classes.json")
-    if not storage.exists(path):
-        return schema.VOC_CLASSES
-    classes = json.loads(storage.read_text(path))
+    return read_classes(path) if storage.exists(path) else schema.VOC_CLASSES
+
+
+def read_classes(uri: str) -> tuple[str, ...]:
+    """A classes.json file (a non-empty JSON list of class names, background first); ManifestError
+    when it is anything else."""
+    classes = json.loads(storage.read_text(uri))
     if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
-        raise ManifestError(f"{path}: expected a non-empty JSON list of class names")
+        raise ManifestError(f"{uri}: expected a non-empty JSON list of class names")
     return tuple(classes)
 
 

@@ -17,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
 from pipeline import schema, storage
+from pipeline.collection import load_label_space
 from pipeline.evaluate_inputs import (  # noqa: F401 (some only re-exported: the entry point)
     index_rows,
     item_name,
     list_gt,
     load_pair,
-    read_classes,
     read_manifest,
     read_mask,
 )
@@ -50,7 +50,7 @@ def evaluate_labels(labels_uri: str, collection_uri: str, workers: int = 8) -> d
     background; filtered frames as all background. Raises ValueError naming the item when a mask's
     size differs from its gt.
     """
-    classes = read_classes(collection_uri)
+    classes = list(load_label_space(collection_uri))
     rows = read_manifest(labels_uri)
     index = index_rows(rows)
     gt_items = list_gt(collection_uri)

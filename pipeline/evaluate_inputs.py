@@ -1,11 +1,10 @@
-"""What evaluation compares: a label set's manifest and masks, a collection's classes and gt/.
+"""What evaluation compares: a label set's manifest and masks, a collection's gt/.
 
 Other modules use these through pipeline.evaluate, the one module allowed to read gt/.
 """
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Iterable
 
@@ -33,12 +32,6 @@ def require_ground_truth(collection_uri: str) -> None:
     start Ray, for collections that are only scored (holdout, validation)."""
     require_manifest(collection_uri)
     list_gt(collection_uri)
-
-
-def read_classes(collection_uri: str) -> list[str]:
-    """The collection's label space (classes.json), VOC-21 when absent."""
-    uri = storage.join(collection_uri, "classes.json")
-    return json.loads(storage.read_text(uri)) if storage.exists(uri) else list(schema.VOC_CLASSES)
 
 
 def read_mask(uri: str) -> np.ndarray:

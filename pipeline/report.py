@@ -14,7 +14,8 @@ import argparse
 import numpy as np
 
 from pipeline import schema, storage
-from pipeline.evaluate import evaluate_labels, read_classes, read_manifest
+from pipeline.collection import load_label_space
+from pipeline.evaluate import evaluate_labels, read_manifest
 from pipeline.report_html import (
     CSS,
     PAGE,
@@ -52,7 +53,7 @@ def build_report(
     page shows masks, and sources only where the manifest's URIs are absolute.
     """
     cfg, rows = cfg or ReportConfig(), read_manifest(labels_uri)
-    classes = read_classes(collection_uri) if collection_uri else list(schema.VOC_CLASSES)
+    classes = list(load_label_space(collection_uri) if collection_uri else schema.VOC_CLASSES)
     has_gt = bool(collection_uri) and storage.exists(storage.join(collection_uri, "gt"))
     by_status = {s: [r for r in rows if r[schema.STATUS] == s] for s in schema.STATUSES}
     picked = pick_spread(

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from pipeline.collection import ManifestError
+from pipeline.collection import ManifestError, load_label_space, read_classes
 from pipeline.summary import Result
 
 
@@ -25,17 +25,7 @@ def _args_manifest(p: argparse.ArgumentParser) -> None:
 
 
 def _label_space(classes_uri: str | None, manifest_dir: str) -> tuple[str, ...]:
-    from pipeline.collection import load_label_space
-
-    return _read_classes(classes_uri) if classes_uri else load_label_space(manifest_dir)
-
-
-def _read_classes(uri: str) -> tuple[str, ...]:
-    with open(uri, encoding="utf-8") as stream:
-        classes = json.load(stream)
-    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
-        raise ManifestError(f"{uri}: expected a non-empty JSON list of class names")
-    return tuple(classes)
+    return read_classes(classes_uri) if classes_uri else load_label_space(manifest_dir)
 
 
 def _place_classes(classes: tuple[str, ...], manifest_dir: str, given: bool) -> str | None:
@@ -45,7 +35,7 @@ def _place_classes(classes: tuple[str, ...], manifest_dir: str, given: bool) -> 
     if not given:
         return None
     if os.path.exists(path):
-        if tuple(_read_classes(path)) != tuple(classes):
+        if read_classes(path) != tuple(classes):
             raise ManifestError(f"{path} exists with other classes than --classes")
         return None
     with open(path, "w", encoding="utf-8") as stream:
