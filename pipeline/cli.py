@@ -119,10 +119,9 @@ def all_commands() -> dict:
     """Every subcommand, in workflow order: name -> (handler, add_arguments, help)."""
     from pipeline import commands
     from pipeline.retrain import RETRAIN_COMMANDS
-    from pipeline.segmenter_commands import SEGMENTER_COMMANDS
     from pipeline.tool_commands import TOOL_COMMANDS
 
-    found = {**TOOL_COMMANDS, **commands.COMMANDS, **SEGMENTER_COMMANDS, **RETRAIN_COMMANDS}
+    found = {**TOOL_COMMANDS, **commands.COMMANDS, **RETRAIN_COMMANDS}
     ordered = {name: found[name] for name in WORKFLOW if name in found}
     return {**ordered, **{n: c for n, c in found.items() if n not in ordered}}
 

@@ -162,7 +162,8 @@ def _train_command(labels: str, out: Path, config: Path, server: MlflowServer) -
     return [
         sys.executable,
         "-m",
-        "pipeline.segmenter_commands",
+        "pipeline.cli",
+        "--json",
         "train-segmenter",
         "--labels",
         labels,
