@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import sys
 
-from jobs import run_command
+from pipeline import cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command("pseudo-label", argv)
+    return cli.main(["pseudo-label", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import sys
 
-from jobs import run_command
+from pipeline import cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command("retrain", argv)
+    return cli.main(["retrain", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

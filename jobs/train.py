@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from jobs import run_command
+from pipeline import cli
 
 KINDS = {"classifier": "train-classifier", "segmenter": "train-segmenter"}
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return run_command(KINDS[argv[0]], argv[1:])
+    return cli.main([KINDS[argv[0]], *argv[1:]])
 
 
 if __name__ == "__main__":
