@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable
 
 import ray  # already imported in a Ray worker, where quiet_ray_worker runs
+from ray.util.annotations import RayDeprecationWarning
 
 from pipeline.logs import ray_logs_wanted
 
@@ -58,6 +59,10 @@ def quiet_ray_worker() -> None:
     logging.getLogger(_train_report_logger()).setLevel(logging.WARNING)
     drop_ray_train_notices()
     threading.excepthook = _quiet_cleaner_thread(threading.excepthook)
+    # Ray Data's actors (a training dataset's SplitCoordinator) print their own execution lines
+    # and an API deprecation notice that is Ray Train's to fix, not the user's
+    quiet_ray_data()
+    warnings.filterwarnings("ignore", category=RayDeprecationWarning)
 
 
 # runtime_env worker_process_setup_hook: the dotted path of quiet_ray_worker, read off this module
@@ -101,8 +106,9 @@ def quiet_ray_before_init() -> None:
 
 def quiet_ray_data() -> None:
     """Ray Data: progress bars (and the periodic progress blocks of non-terminal logs) and its
-    INFO console lines only with ray logs wanted (-v); its file logs are untouched."""
-    import ray.data  # deferred on purpose: workers import this module as their setup hook
+    INFO console lines only with ray logs wanted (-v); its file logs are untouched. Workers call
+    it from their setup hook: ray.data configures its loggers when first imported."""
+    import ray.data  # deferred: loaded only by the workers' hook and drivers that use Ray Data
 
     ray_logs = ray_logs_wanted()
     ray.data.DataContext.get_current().enable_progress_bars = ray_logs
