@@ -6,7 +6,7 @@ or MLflow until a function is used):
     from pipeline import build_manifest, load_settings, train_classifier, pseudo_label
     from pipeline import evaluate_labels, format_table, build_report, train_segmenter
 
-Names follow their modules (`evaluate_labels`, not `evaluate`: `pipeline.evaluate` is a module).
+Names follow their modules (`evaluate_labels`, not `evaluate`: `pipeline.evaluate` is a package).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ PUBLIC_API = {
     "init_ray": ("pipeline.cluster.runtime", "init_ray"),
     "train_classifier": ("pipeline.api", "train_classifier"),
     "pseudo_label": ("pipeline.api", "pseudo_label"),
-    "evaluate_labels": ("pipeline.evaluate", "evaluate_labels"),
-    "format_table": ("pipeline.evaluate", "format_table"),
+    "evaluate_labels": ("pipeline.evaluate.score", "evaluate_labels"),
+    "format_table": ("pipeline.evaluate.summary", "format_table"),
     "build_report": ("pipeline.report", "build_report"),
     "train_segmenter": ("pipeline.api", "train_segmenter"),
     "stage": ("pipeline.progress", "stage"),

@@ -82,8 +82,8 @@ def _args_evaluate(p: argparse.ArgumentParser) -> None:
 
 def evaluate(args: argparse.Namespace) -> Result:
     """The summary table, under the per-class and per-video tables (--json: the whole result)."""
-    from pipeline.evaluate import evaluate_labels
-    from pipeline.evaluate_summary import format_breakdown
+    from pipeline.evaluate.score import evaluate_labels
+    from pipeline.evaluate.summary import format_breakdown
     from pipeline.tracking import log_evaluation
 
     result = evaluate_labels(args.labels, args.collection)
@@ -135,7 +135,7 @@ def _args_train_segmenter(p: argparse.ArgumentParser) -> None:
 
 def train_segmenter(args: argparse.Namespace) -> dict:
     from pipeline.cluster.runtime import init_ray
-    from pipeline.evaluate_inputs import require_ground_truth
+    from pipeline.evaluate.inputs import require_ground_truth
     from pipeline.output import require_label_set
     from pipeline.train.config import SegmenterTrainConfig
     from pipeline.train.segmenter import train_segmenter as train

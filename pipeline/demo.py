@@ -24,8 +24,8 @@ DEMO_MODEL_NAME = "webseg-demo-classifier"  # registered model in the demo's MLf
 def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str | None) -> Result:
     from pipeline.cluster.dataflow import run_pseudo_label
     from pipeline.cluster.runtime import init_ray
-    from pipeline.evaluate import evaluate_labels
-    from pipeline.evaluate_summary import format_breakdown
+    from pipeline.evaluate.score import evaluate_labels
+    from pipeline.evaluate.summary import format_breakdown
     from pipeline.registry import register_classifier
     from pipeline.report import build_report
     from pipeline.tracking import log_evaluation

@@ -15,7 +15,8 @@ import numpy as np
 
 from pipeline import schema, storage
 from pipeline.collection import load_label_space
-from pipeline.evaluate import evaluate_labels, read_manifest
+from pipeline.evaluate.inputs import read_manifest
+from pipeline.evaluate.score import evaluate_labels
 from pipeline.report_html import (
     CSS,
     PAGE,

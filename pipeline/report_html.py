@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import schema, storage
-from pipeline.evaluate import ConfusionMatrix, foreground_iou, read_mask
+from pipeline.evaluate.inputs import read_mask
+from pipeline.evaluate.metrics import ConfusionMatrix, foreground_iou
 from pipeline.report_images import PALETTE, colorize, data_uri, overlay_cam, overlay_mask
 from pipeline.schema import BACKGROUND, IGNORE
 

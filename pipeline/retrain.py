@@ -173,7 +173,7 @@ def retrain(args: argparse.Namespace) -> dict:
     from pipeline.cluster.runtime import init_ray
     from pipeline.collection import require_manifest
     from pipeline.config import from_dict, load_yaml
-    from pipeline.evaluate_inputs import require_ground_truth
+    from pipeline.evaluate.inputs import require_ground_truth
 
     sections = dict(load_yaml(args.config))
     segmenter = {

@@ -91,7 +91,7 @@ class MlflowSteps:
         }
 
     def score(self, model_uri: str, holdout_uri: str, out_uri: str) -> float:
-        from pipeline.evaluate import evaluate_labels
+        from pipeline.evaluate.score import evaluate_labels
         from pipeline.predict_run import run_predict
 
         run_predict(model_uri, holdout_uri, out_uri, self.predict_cfg)

@@ -1,6 +1,6 @@
 """Held-out evaluation of the segmenter (a collection with gt/) and the preview grid artifact.
 
-Ground truth is read only through pipeline.evaluate (list_gt, read_mask), the one module allowed to.
+Ground truth is read only through pipeline.evaluate.inputs (list_gt, read_mask), the one package allowed to.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 from pipeline import schema
 from pipeline.collection import read_collection
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
-from pipeline.evaluate import ConfusionMatrix, list_gt, read_mask
+from pipeline.evaluate.inputs import list_gt, read_mask
+from pipeline.evaluate.metrics import ConfusionMatrix
 from pipeline.models.inference import segment
 from pipeline.storage import StorageError
 

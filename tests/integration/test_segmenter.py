@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline import schema
-from pipeline.evaluate import evaluate_labels
+from pipeline.evaluate.score import evaluate_labels
 from pipeline.output import write_manifest, write_run_json
 from pipeline.sample_data import generate
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline.evaluate_inputs import list_gt, read_manifest
+from pipeline.evaluate.inputs import list_gt, read_manifest
 from pipeline.output import LabelSetError
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import checkpoint, schema
 from pipeline.decode import DecodeConfig
-from pipeline.evaluate import evaluate_labels
+from pipeline.evaluate.score import evaluate_labels
 from pipeline.label_config import StageResources
 from pipeline.models.config import DeepLabConfig
 from pipeline.models.deeplab import DeepLabV3

@@ -18,7 +18,7 @@ def test_import_pipeline_loads_no_torch_ray_or_mlflow():
 
 def test_public_names_resolve_lazily():
     from pipeline import build_manifest, evaluate_labels, load_settings, pseudo_label
-    from pipeline.evaluate import evaluate_labels as evaluate_labels_itself
+    from pipeline.evaluate.score import evaluate_labels as evaluate_labels_itself
 
     assert evaluate_labels is evaluate_labels_itself
     assert pseudo_label.__module__ == "pipeline.api"

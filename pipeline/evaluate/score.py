@@ -1,11 +1,11 @@
 """Score a pseudo-label set against a collection's ground truth: image mIoU and video J.
 
-    python -m pipeline.evaluate LABELS COLLECTION [--json OUT.json]
+    python -m pipeline.evaluate.score LABELS COLLECTION [--json OUT.json]
 
-Only this module (reading through pipeline/evaluate_inputs.py) and the report built on it may read
+Only this package (reading through pipeline/evaluate/inputs.py) and the report built on it may read
 a collection's gt/. Scoring walks gt/, so an item the label set lacks cannot raise the score: it
-counts as all background and as missing. Metrics live in evaluate_metrics.py, the summary and its
-terminal table in evaluate_summary.py.
+counts as all background and as missing. Metrics live in evaluate/metrics.py, the summary and its
+terminal table in evaluate/summary.py.
 """
 
 from __future__ import annotations
@@ -18,23 +18,15 @@ from itertools import chain
 
 from pipeline import schema, storage
 from pipeline.collection import load_label_space
-from pipeline.evaluate_inputs import (  # noqa: F401 (some only re-exported: the entry point)
-    index_rows,
-    item_name,
-    list_gt,
-    load_pair,
-    read_manifest,
-    read_mask,
-)
-from pipeline.evaluate_metrics import (  # noqa: F401 (some only re-exported: the entry point)
+from pipeline.evaluate.inputs import index_rows, item_name, list_gt, load_pair, read_manifest
+from pipeline.evaluate.metrics import (
     ConfusionMatrix,
     Tally,
     VideoTally,
-    foreground_iou,
     histogram_foreground_iou,
     pair_histogram,
 )
-from pipeline.evaluate_summary import format_table, summarise
+from pipeline.evaluate.summary import format_table, summarise
 from pipeline.schema import IGNORE
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from pipeline import schema
-from pipeline.evaluate_metrics import Tally
+from pipeline.evaluate.metrics import Tally
 
 
 def _pct(value: float) -> float | None:

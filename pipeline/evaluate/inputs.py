@@ -1,6 +1,6 @@
 """What evaluation compares: a label set's manifest and masks, a collection's gt/.
 
-Other modules use these through pipeline.evaluate, the one module allowed to read gt/.
+Other modules use these through pipeline.evaluate, the one package allowed to read gt/.
 """
 
 from __future__ import annotations

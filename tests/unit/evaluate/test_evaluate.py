@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import schema
-from pipeline.evaluate import ConfusionMatrix, evaluate_labels, foreground_iou, format_table
+from pipeline.evaluate.metrics import ConfusionMatrix, foreground_iou
+from pipeline.evaluate.score import evaluate_labels
+from pipeline.evaluate.summary import format_table
 
 U8 = np.uint8
 
