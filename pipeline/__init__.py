@@ -26,7 +26,7 @@ PUBLIC_API = {
     "pseudo_label": ("pipeline.api", "pseudo_label"),
     "evaluate_labels": ("pipeline.evaluate.score", "evaluate_labels"),
     "format_table": ("pipeline.evaluate.summary", "format_table"),
-    "build_report": ("pipeline.report", "build_report"),
+    "build_report": ("pipeline.report.build", "build_report"),
     "train_segmenter": ("pipeline.api", "train_segmenter"),
     "stage": ("pipeline.progress", "stage"),
 }

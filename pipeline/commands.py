@@ -98,7 +98,7 @@ def _args_report(p: argparse.ArgumentParser) -> None:
 
 
 def report(args: argparse.Namespace) -> dict:
-    from pipeline.report import build_report
+    from pipeline.report.build import build_report
 
     return {"report": build_report(args.labels, args.collection, args.out)}
 

@@ -27,7 +27,7 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
     from pipeline.evaluate.score import evaluate_labels
     from pipeline.evaluate.summary import format_breakdown
     from pipeline.registry import register_classifier
-    from pipeline.report import build_report
+    from pipeline.report.build import build_report
     from pipeline.tracking import log_evaluation
     from pipeline.train.classifier import train_classifier
 

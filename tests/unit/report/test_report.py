@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import schema
-from pipeline.report import build_report, pick_spread
-from pipeline.report_html import ReportConfig
-from pipeline.report_images import overlay_mask, voc_palette
+from pipeline.report.build import build_report, pick_spread
+from pipeline.report.images import overlay_mask, voc_palette
+from pipeline.report.page import ReportConfig
 
 U8 = np.uint8
 H, W = 48, 64
@@ -157,7 +157,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
 
 def test_scores_read_as_tag_and_two_decimals():
-    from pipeline.report_html import scores_text
+    from pipeline.report.page import scores_text
 
     assert scores_text(json.dumps({"person": 0.3991, "train": 0.0222})) == "person 0.40, train 0.02"
     assert scores_text(None) == "-" and scores_text("{}") == "-"

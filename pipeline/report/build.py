@@ -1,6 +1,6 @@
 """A single self-contained HTML page for eyeballing a pseudo-label set.
 
-    python -m pipeline.report LABELS [--collection COLLECTION] [--out report.html] [--max-items 48]
+    python -m pipeline.report.build LABELS [--collection COLLECTION] [--out report.html] [--max-items 48]
 
 Shows status counts, scores (when the collection has gt/), a grid image | CAM | mask overlay |
 mask | ground truth for a spread of labelled items, filtered video frames with scores and reasons,
@@ -17,7 +17,7 @@ from pipeline import schema, storage
 from pipeline.collection import load_label_space
 from pipeline.evaluate.inputs import read_manifest
 from pipeline.evaluate.score import evaluate_labels
-from pipeline.report_html import (
+from pipeline.report.page import (
     CSS,
     PAGE,
     ReportConfig,
@@ -28,7 +28,7 @@ from pipeline.report_html import (
     scores_html,
     status_lists_html,
 )
-from pipeline.report_sources import ReportSources
+from pipeline.report.sources import ReportSources
 from pipeline.schema import IGNORE
 
 REPORT_NAME = "report.html"

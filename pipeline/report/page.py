@@ -12,7 +12,7 @@ import numpy as np
 from pipeline import schema, storage
 from pipeline.evaluate.inputs import read_mask
 from pipeline.evaluate.metrics import ConfusionMatrix, foreground_iou
-from pipeline.report_images import PALETTE, colorize, data_uri, overlay_cam, overlay_mask
+from pipeline.report.images import PALETTE, colorize, data_uri, overlay_cam, overlay_mask
 from pipeline.schema import BACKGROUND, IGNORE
 
 CAMS_DIR = "cams"
