@@ -1,4 +1,4 @@
-"""Scheduled retraining on a Ray cluster (`webseg retrain`, same flags; see pipeline/retrain.py).
+"""Scheduled retraining on a Ray cluster (`webseg retrain`, same flags; see pipeline/retrain/run.py).
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . \
         --runtime-env-json '{"env_vars": {"AWS_ENDPOINT_URL": "http://S3HOST:8333",

@@ -118,7 +118,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def all_commands() -> dict:
     """Every subcommand, in workflow order: name -> (handler, add_arguments, help)."""
     from pipeline import commands
-    from pipeline.retrain import RETRAIN_COMMANDS
+    from pipeline.retrain.run import RETRAIN_COMMANDS
     from pipeline.tool_commands import TOOL_COMMANDS
 
     found = {**TOOL_COMMANDS, **commands.COMMANDS, **RETRAIN_COMMANDS}

@@ -1,6 +1,6 @@
 """What each `webseg` subcommand does: argument definitions and handlers (see cli.py).
 
-`manifest` and `config` are in tool_commands.py, `retrain` in retrain.py. train-segmenter and predict
+`manifest` and `config` are in tool_commands.py, `retrain` in retrain/run.py. train-segmenter and predict
 read one section of --config (`segmenter`: SegmenterTrainConfig, `predict`: PredictConfig).
 """
 

@@ -1,6 +1,6 @@
 """One writer per label set: LABELS/_lock.json, created exclusively, renewed while the run works.
 
-A lease names its owner, host, pid and expiry (like retrain's lock, pipeline/retrain_state.py). It
+A lease names its owner, host, pid and expiry (like retrain's lock, pipeline/retrain/state.py). It
 is stale when it expired (a run on another host died) or when its pid is gone on this host (a
 killed local run): a stale lease is taken over by one run only.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline import storage
 from pipeline.output import LabelSetError
-from pipeline.retrain_state import create_exclusive
+from pipeline.retrain.state import create_exclusive
 
 log = logging.getLogger(__name__)
 

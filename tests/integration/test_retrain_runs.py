@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import retrain
+from pipeline.retrain.run import run_retrain
+from pipeline.retrain.state import read_watermark
+from pipeline.retrain.steps import MlflowSteps
+from pipeline.settings import RetrainConfig
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 # A run whose training takes `delay` seconds, so that two runs overlap; prints its decision.
 SLOW_RUN = textwrap.dedent("""
     import json, os, sys, time
-    from pipeline import retrain
+    from pipeline.retrain.run import run_retrain
     collection, work = sys.argv[1], sys.argv[2]
     barrier, delay = sys.argv[3], float(sys.argv[4])
 
@@ -39,16 +42,16 @@ SLOW_RUN = textwrap.dedent("""
     open(os.path.join(barrier, str(os.getpid())), "w").close()
     while len(os.listdir(barrier)) < 2:
         time.sleep(0.05)
-    print(json.dumps(retrain.run_retrain(collection, "holdout", work, Slow())))
+    print(json.dumps(run_retrain(collection, "holdout", work, Slow())))
 """)
 
 CAS_RACE = textwrap.dedent("""
     import sys, time
-    from pipeline import retrain
+    from pipeline.retrain.state import Watermark, commit_watermark
     state, start_at, name = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-    previous = retrain.Watermark(0, frozenset())  # all racers saw version 0
+    previous = Watermark(0, frozenset())  # all racers saw version 0
     time.sleep(max(0.0, start_at - time.time()))
-    print(retrain.commit_watermark(state, previous, [name], name))
+    print(commit_watermark(state, previous, [name], name))
 """)
 
 
@@ -91,7 +94,7 @@ def test_two_overlapping_runs_do_not_both_promote(tmp_path):
     assert actions == ["locked", "promoted"], decisions
     assert len(list(work.glob("promoted-*"))) == 1
     state = str(work / "state")
-    assert retrain.read_watermark(state).ids == {"a", "b", "c"}
+    assert read_watermark(state).ids == {"a", "b", "c"}
     assert len(list((work / "state" / "decisions").glob("*.json"))) == 2, "both decisions recorded"
     assert not (work / "state" / "lock.json").exists()
 
@@ -101,7 +104,7 @@ def test_watermark_compare_and_set_has_one_winner_across_processes(tmp_path):
     start_at = str(time.time() + 3.0)
     racers = [_spawn(CAS_RACE, state, start_at, f"p{i}") for i in range(4)]
     assert sorted(_outputs(racers)) == ["False", "False", "False", "True"]
-    assert retrain.read_watermark(state).version == 1
+    assert read_watermark(state).version == 1
 
 
 @pytest.mark.slow
@@ -127,12 +130,12 @@ def test_real_retrain_twice_new_data_then_none(tmp_path, ray_session):
         },
         "pseudo_label": {"output": {"save_cams": False}},
     }
-    cfg = retrain.RetrainConfig()
-    steps = retrain.MlflowSteps(holdout, None, sections, cfg)
-    first = retrain.run_retrain(collection, holdout, str(tmp_path / "work"), steps, cfg)
+    cfg = RetrainConfig()
+    steps = MlflowSteps(holdout, None, sections, cfg)
+    first = run_retrain(collection, holdout, str(tmp_path / "work"), steps, cfg)
     assert first["action"] == "promoted", first
     assert first["new_items"] == 12 and first["candidate"]["score"] >= 0
-    second = retrain.run_retrain(collection, holdout, str(tmp_path / "work"), steps, cfg)
+    second = run_retrain(collection, holdout, str(tmp_path / "work"), steps, cfg)
     assert second["action"] == "nothing" and "no new items" in second["reason"]
     from mlflow import MlflowClient
 

@@ -66,18 +66,26 @@ def _webseg(s3, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_keys_are_enforced_and_writes_are_exclusive(s3):
     import s3fs
 
-    from pipeline import retrain, storage
+    from pipeline import storage
+    from pipeline.retrain.state import (
+        Watermark,
+        acquire_lock,
+        commit_watermark,
+        create_exclusive,
+        read_watermark,
+        release_lock,
+    )
 
     uri = f"s3://{s3.bucket}/state/lock-test.json"
-    assert retrain.create_exclusive(uri, b"first")
-    assert not retrain.create_exclusive(uri, b"second")
+    assert create_exclusive(uri, b"first")
+    assert not create_exclusive(uri, b"second")
     assert storage.read_bytes(uri) == b"first"
     state = f"s3://{s3.bucket}/state"
-    assert retrain.acquire_lock(state, "A", 60)[0] and not retrain.acquire_lock(state, "B", 60)[0]
-    retrain.release_lock(state, "A")
-    assert retrain.commit_watermark(state, retrain.Watermark(0, frozenset()), ["x"], "r1")
-    assert not retrain.commit_watermark(state, retrain.Watermark(0, frozenset()), ["y"], "r2")
-    assert retrain.read_watermark(state).ids == {"x"}
+    assert acquire_lock(state, "A", 60)[0] and not acquire_lock(state, "B", 60)[0]
+    release_lock(state, "A")
+    assert commit_watermark(state, Watermark(0, frozenset()), ["x"], "r1")
+    assert not commit_watermark(state, Watermark(0, frozenset()), ["y"], "r2")
+    assert read_watermark(state).ids == {"x"}
     wrong = s3fs.S3FileSystem(key=s3.access_key, secret="not-the-secret", skip_instance_cache=True)
     with pytest.raises(PermissionError):
         wrong.cat_file(f"{s3.bucket}/state/lock-test.json")

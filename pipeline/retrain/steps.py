@@ -1,6 +1,6 @@
 """The model steps of a retrain run: the Steps protocol and MlflowSteps, the real implementation.
 
-run_retrain (pipeline/retrain.py) only decides; these steps pseudo-label, train, score on the
+run_retrain (pipeline/retrain/run.py) only decides; these steps pseudo-label, train, score on the
 held-out collection and move the MLflow registry alias.
 """
 

@@ -1,7 +1,7 @@
 """Retraining state on a local folder or S3 prefix: watermarks, the run lock, decisions.
 
 Every write that two runs may race on is created exclusively (see create_exclusive): os.link
-locally, If-None-Match: * on S3. The layout under WORK/state/ is described in pipeline/retrain.py.
+locally, If-None-Match: * on S3. The layout under WORK/state/ is described in pipeline/retrain/run.py.
 """
 
 from __future__ import annotations

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import retrain
-from pipeline.retrain_state import Watermark
+from pipeline.retrain import run as retrain
+from pipeline.retrain.state import (
+    Watermark,
+    acquire_lock,
+    commit_watermark,
+    create_exclusive,
+    read_watermark,
+    release_lock,
+)
 from pipeline.settings import RetrainConfig
 
 
@@ -75,34 +82,34 @@ def test_new_items_keeps_order_and_skips_processed():
 
 def test_watermark_compare_and_set(tmp_path):
     state = str(tmp_path / "state")
-    first = retrain.read_watermark(state)
+    first = read_watermark(state)
     assert first == Watermark(0, frozenset())
-    assert retrain.commit_watermark(state, first, ["a", "b"], "run1")
-    assert not retrain.commit_watermark(state, first, ["c"], "run2"), "same version twice"
-    now = retrain.read_watermark(state)
+    assert commit_watermark(state, first, ["a", "b"], "run1")
+    assert not commit_watermark(state, first, ["c"], "run2"), "same version twice"
+    now = read_watermark(state)
     assert (now.version, now.ids, now.run) == (1, frozenset({"a", "b"}), "run1")
-    assert retrain.commit_watermark(state, now, ["c"], "run3")
-    assert retrain.read_watermark(state).ids == frozenset({"a", "b", "c"})
+    assert commit_watermark(state, now, ["c"], "run3")
+    assert read_watermark(state).ids == frozenset({"a", "b", "c"})
 
 
 def test_lock_is_exclusive_and_stale_lease_is_taken_over_once(tmp_path):
     state = str(tmp_path / "state")
-    ok, lease = retrain.acquire_lock(state, "A", ttl_s=60)
+    ok, lease = acquire_lock(state, "A", ttl_s=60)
     assert ok and lease["owner"] == "A"
-    ok, held = retrain.acquire_lock(state, "B", ttl_s=60)
+    ok, held = acquire_lock(state, "B", ttl_s=60)
     assert not ok and held["owner"] == "A"
-    retrain.release_lock(state, "B")  # not the owner: no effect
-    assert not retrain.acquire_lock(state, "C", ttl_s=60)[0]
-    retrain.release_lock(state, "A")
-    assert retrain.acquire_lock(state, "D", ttl_s=-1)[0]  # an already expired lease
-    assert retrain.acquire_lock(state, "E", ttl_s=60)[0], "stale lease of D taken over"
-    assert not retrain.acquire_lock(state, "F", ttl_s=60)[0]
+    release_lock(state, "B")  # not the owner: no effect
+    assert not acquire_lock(state, "C", ttl_s=60)[0]
+    release_lock(state, "A")
+    assert acquire_lock(state, "D", ttl_s=-1)[0]  # an already expired lease
+    assert acquire_lock(state, "E", ttl_s=60)[0], "stale lease of D taken over"
+    assert not acquire_lock(state, "F", ttl_s=60)[0]
 
 
 def test_create_exclusive_never_leaves_temp_files(tmp_path):
     target = str(tmp_path / "x" / "a.json")
-    assert retrain.create_exclusive(target, b"1")
-    assert not retrain.create_exclusive(target, b"2")
+    assert create_exclusive(target, b"1")
+    assert not create_exclusive(target, b"2")
     assert Path(target).read_bytes() == b"1"
     assert os.listdir(tmp_path / "x") == ["a.json"]
 
@@ -125,13 +132,13 @@ def test_run_labels_only_new_items_and_promotes_only_when_better(tmp_path):
     assert ("label", ["c"]) in steps.calls and ("train", "ck10") in steps.calls, "warm start"
     saved = json.loads(Path(work, "state", "decisions", f"{worse['run']}.json").read_text())
     assert saved["action"] == "rejected" and saved["new_items"] == 1
-    assert retrain.read_watermark(os.path.join(work, "state")).version == 2
+    assert read_watermark(os.path.join(work, "state")).version == 2
     assert not os.path.exists(os.path.join(work, "state", "lock.json")), "lock released"
 
 
 def test_locked_run_does_nothing_and_records_why(tmp_path):
     root, work = tmp_path / "collection", tmp_path / "work"
-    assert retrain.acquire_lock(str(work / "state"), "other", 60)[0]
+    assert acquire_lock(str(work / "state"), "other", 60)[0]
     steps = FakeSteps(scores=[50.0])
     decision = retrain.run_retrain(_collection(root, ["a"]), "h", str(work), steps, RetrainConfig())
     assert decision["action"] == "locked" and not decision["promoted"]

@@ -23,18 +23,16 @@ import uuid
 from typing import Any
 
 from pipeline import storage
-from pipeline.retrain_state import (  # noqa: F401 (some only re-exported: the entry point)
+from pipeline.retrain.state import (
     Watermark,
     acquire_lock,
     commit_watermark,
-    create_exclusive,
-    lease_is_stale,
     read_watermark,
     release_lock,
     write_decision,
     write_subcollection,
 )
-from pipeline.retrain_steps import MlflowSteps, Steps
+from pipeline.retrain.steps import MlflowSteps, Steps
 from pipeline.settings import RetrainConfig
 
 log = logging.getLogger(__name__)
