@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pipeline import schema, storage
 from pipeline.collection import load_label_space
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
+from pipeline.evaluate.inputs import read_mask
 from pipeline.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.models.classifier import normalize
 from pipeline.output import read_table
@@ -122,14 +123,6 @@ def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarra
     return out_image, out_mask
 
 
-def read_mask_png(uri: str) -> np.ndarray:
-    """A single-channel 8-bit PNG mask as HxW uint8."""
-    mask = cv2.imdecode(np.frombuffer(storage.read_bytes(uri), np.uint8), cv2.IMREAD_UNCHANGED)
-    if mask is None or mask.ndim != 2:
-        raise DecodeError(f"{uri}: not a single-channel PNG mask")
-    return mask.astype(np.uint8)
-
-
 def source_frames(source: dict[str, Any]) -> list[tuple[np.ndarray, str]]:
     """(RGB frame, mask uri) of a source: its image, or its video's labelled frames (one decode)."""
     indices, masks = json.loads(source["frames"]), json.loads(source["masks"])
@@ -149,7 +142,7 @@ def load_source(source: dict[str, Any], store_size: int) -> list[dict[str, np.nd
         return [
             dict(
                 zip(
-                    (IMAGE_COL, MASK_COL), letterbox(img, read_mask_png(m), store_size), strict=True
+                    (IMAGE_COL, MASK_COL), letterbox(img, read_mask(m), store_size), strict=True
                 )
             )
             for img, m in pairs

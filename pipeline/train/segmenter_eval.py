@@ -18,6 +18,7 @@ from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_fr
 from pipeline.evaluate.inputs import list_gt, read_mask
 from pipeline.evaluate.metrics import ConfusionMatrix
 from pipeline.models.inference import segment
+from pipeline.report.images import PALETTE
 from pipeline.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -85,27 +86,12 @@ def miou(mat: np.ndarray) -> float:
     return cm.miou()
 
 
-def palette(num_classes: int) -> np.ndarray:
-    """PASCAL VOC colour map: (256, 3) uint8, 255 (ignore) drawn white."""
-    colours = np.zeros((256, 3), np.uint8)
-    for index in range(256):
-        value, r, g, b = index, 0, 0, 0
-        for bit in range(8):
-            r |= ((value >> 0) & 1) << (7 - bit)
-            g |= ((value >> 1) & 1) << (7 - bit)
-            b |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        colours[index] = (r, g, b)
-    colours[schema.IGNORE] = 255
-    return colours
-
-
 def preview_grid(
     images: list[np.ndarray], labels: list[np.ndarray], preds: list[np.ndarray]
 ) -> np.ndarray:
     """Rows of image | pseudo-label | prediction. images SxSx3 uint8, labels/preds SxS uint8 ->
     (rows * S) x (3 * S) x 3 uint8 RGB."""
-    colours = palette(256)
+    colours = PALETTE
     rows = [
         np.concatenate([img, colours[lab], colours[pred]], axis=1)
         for img, lab, pred in zip(images, labels, preds, strict=True)
