@@ -84,7 +84,7 @@ def evaluate(args: argparse.Namespace) -> Result:
     """The summary table, under the per-class and per-video tables (--json: the whole result)."""
     from pipeline.evaluate.score import evaluate_labels
     from pipeline.evaluate.summary import format_breakdown
-    from pipeline.tracking import log_evaluation
+    from pipeline.tracking.runs import log_evaluation
 
     result = evaluate_labels(args.labels, args.collection)
     log_evaluation(args.labels, args.collection, result)  # into the labels' MLflow run, if any

@@ -26,9 +26,9 @@ def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str 
     from pipeline.cluster.runtime import init_ray
     from pipeline.evaluate.score import evaluate_labels
     from pipeline.evaluate.summary import format_breakdown
-    from pipeline.registry import register_classifier
     from pipeline.report.build import build_report
-    from pipeline.tracking import log_evaluation
+    from pipeline.tracking.registry import register_classifier
+    from pipeline.tracking.runs import log_evaluation
     from pipeline.train.classifier import train_classifier
 
     out = os.path.abspath(out)

@@ -44,11 +44,11 @@ def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig
 
 
 def with_tracking_uri(cfg: PredictConfig, model_uri: str, out_uri: str) -> PredictConfig:
-    """cfg with tracking_uri resolved by pipeline.tracking's rule when model_uri is an MLflow URI
+    """cfg with tracking_uri resolved by pipeline.tracking.runs's rule when model_uri is an MLflow URI
     (models:/, runs:/): the store beside the --out label set unless given or in the environment."""
     # deferred: MLflow loads only when a run predicts from a models:/ or runs:/ URI
-    from pipeline.registry import MLFLOW_SCHEMES
-    from pipeline.tracking import tracking_uri_for
+    from pipeline.tracking.registry import MLFLOW_SCHEMES
+    from pipeline.tracking.runs import tracking_uri_for
 
     if not model_uri.startswith(MLFLOW_SCHEMES):
         return cfg

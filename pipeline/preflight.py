@@ -108,7 +108,7 @@ def load_model(uri: str, loader) -> tuple[Any, ...]:
 def _is_torch_file(uri: str) -> bool:
     """A zip archive (torch.save's format) or a legacy pickle (protocol 2+ opcode)."""
     from pipeline.checkpoint import model_file_uri
-    from pipeline.registry import MLFLOW_SCHEMES
+    from pipeline.tracking.registry import MLFLOW_SCHEMES
 
     if uri.startswith(MLFLOW_SCHEMES):
         return True
@@ -162,7 +162,7 @@ def pseudo_label(
 
 def segmenter_record(model_uri: str, collection: Collection, cfg) -> tuple[Any, dict, dict]:
     """(model, its info, the label set's fingerprint); ModelError when it does not fit."""
-    from pipeline.registry import load_segmenter
+    from pipeline.tracking.registry import load_segmenter
 
     model, info = load_model(model_uri, lambda uri: load_segmenter(uri, cfg.tracking_uri))
     check_classes(model_uri, tuple(info["classes"]), collection.classes)

@@ -26,7 +26,7 @@ class PredictConfig:
         default_factory=lambda: StageResources(actors=AUTO, num_gpus=AUTO, batch_size=1)
     )
     tracking_uri: str | None = None  # MLflow store of models:/ URIs; None: MLFLOW_TRACKING_URI,
-    # else mlflow.db beside the --out label set (pipeline/tracking.py)
+    # else mlflow.db beside the --out label set (pipeline/tracking/runs.py)
 
 
 @dataclass(frozen=True)

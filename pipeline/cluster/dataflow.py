@@ -16,7 +16,7 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy
 
-from pipeline import schema, tracking
+from pipeline import schema
 from pipeline.checkpoint import load_payload
 from pipeline.cluster.resources import resolve_pseudo_label_resources
 from pipeline.cluster.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
@@ -35,6 +35,7 @@ from pipeline.output import (
 )
 from pipeline.preflight import check_outcome, check_pseudo_label
 from pipeline.progress import progress_bar
+from pipeline.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ class MlflowSteps:
         retrain: RetrainConfig,
         work_uri: str | None = None,
     ) -> None:
-        """work_uri: the run's --work; the MLflow store (pipeline.tracking's rule) is
+        """work_uri: the run's --work; the MLflow store (pipeline.tracking.runs's rule) is
         segmenter.tracking_uri, else MLFLOW_TRACKING_URI, else WORK/mlflow.db."""
-        from pipeline.tracking import tracking_uri_for  # deferred, as every MLflow import here
+        from pipeline.tracking.runs import tracking_uri_for  # deferred, as every MLflow import here
 
         self.holdout_uri, self.classifier, self.retrain = holdout_uri, classifier, retrain
         self.label_cfg = from_dict(PseudoLabelConfig, sections.get("pseudo_label"), "pseudo_label.")

@@ -21,8 +21,8 @@ import numpy as np
 import ray
 import torch
 
-from pipeline import tracking
 from pipeline.collection import read_collection
+from pipeline.tracking import runs as tracking
 from pipeline.train.classifier_data import load_training_set
 from pipeline.train.classifier_loop import train_loop
 from pipeline.train.common import absolute, make_trainer, state_uri

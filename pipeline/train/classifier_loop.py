@@ -19,8 +19,9 @@ import ray.train.torch
 import torch
 import torch.nn.functional as F
 
-from pipeline import checkpoint, tracking
+from pipeline import checkpoint
 from pipeline.models.classifier import CamClassifier
+from pipeline.tracking import runs as tracking
 from pipeline.train import finetune
 from pipeline.train.augment import augment_batch, eval_batch
 from pipeline.train.common import concat_across_workers, mean_across_workers

@@ -57,7 +57,7 @@ class ClassifierTrainConfig:
     max_frames_per_video: int = 16  # cap so long videos do not swamp the images
     seed: int = 0  # weights, shuffling and augmentation
     tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else mlflow.db in the
-    # folder of --out (pipeline/tracking.py); a relative sqlite path is made absolute
+    # folder of --out (pipeline/tracking/runs.py); a relative sqlite path is made absolute
     experiment: str = "webseg-classifier"  # MLflow experiment name
     storage_path: str | None = None  # Ray Train checkpoint storage (s3:// on multi-node clusters);
     # None: beside the model, OUT.train/ for a .pt file, OUT/train/ for a folder
@@ -115,7 +115,7 @@ class SegmenterTrainConfig:
     val_max_items: int = 0  # cap on validation images/frames (0 = all)
     preview_items: int = 4  # training items in the image | pseudo-label | prediction grid
     tracking_uri: str | None = None  # MLflow; None: MLFLOW_TRACKING_URI, else mlflow.db in the
-    # folder of --out (pipeline/tracking.py); a relative sqlite path is made absolute
+    # folder of --out (pipeline/tracking/runs.py); a relative sqlite path is made absolute
     experiment: str = "webseg-segmenter"  # MLflow experiment name
     registered_model_name: str = "webseg-segmenter"  # MLflow registry name; alias `candidate`
     run_name: str = "segmenter"  # Ray Train run name inside the state folder

@@ -24,8 +24,9 @@ from dataclasses import replace
 import numpy as np
 import ray
 
-from pipeline import storage, tracking
-from pipeline.registry import CANDIDATE, get_or_create_run
+from pipeline import storage
+from pipeline.tracking import runs as tracking
+from pipeline.tracking.registry import CANDIDATE, get_or_create_run
 from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import SegmenterTrainConfig
 from pipeline.train.segmenter_data import count_samples, load_source, read_label_set

@@ -21,12 +21,13 @@ import ray.train
 import ray.train.torch
 import torch
 
-from pipeline import checkpoint, schema, storage, tracking
+from pipeline import checkpoint, schema, storage
 from pipeline.config import to_dict
 from pipeline.models.classifier import input_stats
 from pipeline.models.deeplab import DeepLabV3, poly_lr_factor, segmentation_loss
 from pipeline.models.inference import segment
-from pipeline.registry import log_segmenter
+from pipeline.tracking import runs as tracking
+from pipeline.tracking.registry import log_segmenter
 from pipeline.train.common import sum_across_workers
 from pipeline.train.config import backbone_lr_mult, starts_pretrained
 from pipeline.train.finetune import freeze, set_train_mode

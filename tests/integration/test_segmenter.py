@@ -145,7 +145,7 @@ def _assert_pyfunc_matches_predict(model_uri: str, tracking_uri: str) -> None:
     import numpy as np
 
     from pipeline.models.inference import segment
-    from pipeline.registry import _global_mlflow_uris, load_segmenter
+    from pipeline.tracking.registry import _global_mlflow_uris, load_segmenter
 
     with _global_mlflow_uris(tracking_uri):
         served = mlflow.pyfunc.load_model(model_uri)

@@ -14,9 +14,9 @@ from pipeline.label_config import StageResources
 from pipeline.models.config import DeepLabConfig
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.predict_run import run_predict
-from pipeline.registry import load_segmenter
 from pipeline.sample_data import generate
 from pipeline.settings import PredictConfig
+from pipeline.tracking.registry import load_segmenter
 
 TINY = DeepLabConfig(backbone="resnet", width=8, aspp_channels=8, num_classes=3)
 ON_DRIVER = StageResources(actors=0)  # no Ray in unit tests; the actor pool is an integration test

@@ -7,7 +7,7 @@ import os
 import mlflow
 from mlflow.tracking._model_registry import utils as registry_utils
 
-from pipeline.registry import _global_mlflow_uris
+from pipeline.tracking.registry import _global_mlflow_uris
 
 
 def test_global_uris_and_environment_are_restored(monkeypatch, tmp_path):

@@ -10,9 +10,10 @@ import os
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import registry, tracking
 from pipeline.predict_run import with_tracking_uri
 from pipeline.settings import PredictConfig
+from pipeline.tracking import registry
+from pipeline.tracking import runs as tracking
 from pipeline.train.common import state_uri
 from pipeline.train.config import ClassifierTrainConfig, SegmenterTrainConfig
 
@@ -53,10 +54,10 @@ def test_a_remote_output_falls_back_to_the_current_folder_and_says_so_once(
     monkeypatch, tmp_path, caplog
 ):
     monkeypatch.chdir(tmp_path)
-    with caplog.at_level(logging.INFO, logger="pipeline.tracking"):
+    with caplog.at_level(logging.INFO, logger="pipeline.tracking.runs"):
         uri = tracking.tracking_uri_for(None, "s3://bucket/models/c.pt")
     assert uri == f"sqlite:///{tmp_path}/mlflow.db"
-    said = [r for r in caplog.records if r.name == "pipeline.tracking"]
+    said = [r for r in caplog.records if r.name == "pipeline.tracking.runs"]
     assert len(said) == 1 and said[0].levelno == logging.INFO
     assert (
         str(tmp_path) in said[0].getMessage() and "s3://bucket/models/c.pt" in said[0].getMessage()
@@ -170,7 +171,7 @@ def test_tracking_failures_are_one_warning_never_an_error(tmp_path, caplog):
     labels, info = _label_set(tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with caplog.at_level(logging.INFO, logger="pipeline.tracking"):
+    with caplog.at_level(logging.INFO, logger="pipeline.tracking.runs"):
         assert tracking.log_pseudo_label(str(labels), info, f"sqlite:///{blocker}/x.db") is None
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "pseudo-label run not logged" in warnings[0].getMessage()

@@ -15,7 +15,7 @@ from pipeline.models.config import DeepLabConfig, ModelConfig
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.models.efficientnet import EfficientNetLite
 from pipeline.models.pretrained import WeightsError
-from pipeline.registry import load_segmenter_file
+from pipeline.tracking.registry import load_segmenter_file
 from pipeline.train.segmenter_data import filter_by_confidence
 from pipeline.train.segmenter_init import init_backbone
 

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipeline import checkpoint, storage, tracking
+from pipeline import checkpoint, storage
 from pipeline.models.config import DeepLabConfig
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.models.inference import segment
+from pipeline.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 CANDIDATE = "candidate"
