@@ -12,6 +12,7 @@ Names follow their modules (`evaluate_labels`, not `evaluate`: `pipeline.evaluat
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from typing import Any
 
 # public name -> (module, attribute)
@@ -36,7 +37,6 @@ __all__ = [*PUBLIC_API, "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        from importlib import metadata
 
         return metadata.version("webseg")
     if name not in PUBLIC_API:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from pipeline.settings import WebSegConfig, load_settings
+
 
 def section_config(config: Any, section: str) -> Any:
     """The dataclass of config section `section` (e.g. "pseudo_label") from any accepted form."""
-    from pipeline.settings import WebSegConfig, load_settings
 
     if config is None or isinstance(config, str):
         return getattr(load_settings(config), section)
@@ -36,6 +37,7 @@ def train_classifier(
     collection: str, out: str, config: Any = None, ray_address: str | None = None
 ) -> dict:
     """Train the CAM classifier on a collection's tags; returns mAP, run id and model URI."""
+    # deferred: loads Ray only for commands that run on it
     from pipeline.cluster.runtime import init_ray
     from pipeline.train.classifier import train_classifier as train
 
@@ -52,6 +54,7 @@ def pseudo_label(
     ray_address: str | None = None,
 ) -> dict:
     """Label a collection into `out` (model None: objectness only); returns run.json's content."""
+    # deferred: loads Ray only for commands that run on it
     from pipeline.cluster.dataflow import run_pseudo_label
     from pipeline.cluster.runtime import init_ray
 
@@ -64,6 +67,7 @@ def train_segmenter(
     labels: str, out: str, config: Any = None, resume: bool = False, ray_address: str | None = None
 ) -> dict:
     """Train the DeepLab segmenter on a label set's labelled rows; returns its summary."""
+    # deferred: loads Ray only for commands that run on it
     from pipeline.cluster.runtime import init_ray
     from pipeline.train.segmenter import train_segmenter as train
 

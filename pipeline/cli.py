@@ -117,6 +117,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def all_commands() -> dict:
     """Every subcommand, in workflow order: name -> (handler, add_arguments, help)."""
+    # deferred: loads Ray only for commands that run on it
     from pipeline import commands
     from pipeline.retrain.run import RETRAIN_COMMANDS
     from pipeline.tool_commands import TOOL_COMMANDS

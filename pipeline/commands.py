@@ -9,10 +9,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pipeline import preflight as checks
 from pipeline.collection import require_manifest
 from pipeline.config import from_dict, load_yaml
-from pipeline.settings import load_settings
+from pipeline.evaluate.inputs import require_ground_truth
+from pipeline.evaluate.score import evaluate_labels
+from pipeline.evaluate.summary import format_breakdown
+from pipeline.output import require_label_set
+from pipeline.report.build import build_report
+from pipeline.settings import PredictConfig, load_settings
 from pipeline.summary import Result
+from pipeline.tracking.runs import log_evaluation
+from pipeline.train.config import SegmenterTrainConfig
 
 
 def _settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
@@ -39,6 +47,7 @@ def _args_train_classifier(p: argparse.ArgumentParser) -> None:
 
 
 def train_classifier(args: argparse.Namespace) -> dict:
+    # deferred: loads Ray only for commands that run on it
     from pipeline.cluster.runtime import init_ray
     from pipeline.train.classifier import train_classifier as train
 
@@ -63,13 +72,13 @@ def _args_pseudo_label(p: argparse.ArgumentParser) -> None:
 
 
 def pseudo_label(args: argparse.Namespace) -> dict:
+    # deferred: loads Ray only for commands that run on it
     from pipeline.cluster.dataflow import run_pseudo_label
     from pipeline.cluster.runtime import init_ray
-    from pipeline.preflight import pseudo_label as preflight
 
     cfg = _settings(args)
     model = None if args.model.lower() == "none" else args.model
-    preflight(args.collection, model, args.out, cfg.pseudo_label, overwrite=args.overwrite)
+    checks.pseudo_label(args.collection, model, args.out, cfg.pseudo_label, overwrite=args.overwrite)
     init_ray(args.ray_address)
     info = run_pseudo_label(args.collection, model, args.out, cfg.pseudo_label)
     return {"out": args.out, "counts": info["counts"], "wall_seconds": info["wall_seconds"]}
@@ -82,9 +91,6 @@ def _args_evaluate(p: argparse.ArgumentParser) -> None:
 
 def evaluate(args: argparse.Namespace) -> Result:
     """The summary table, under the per-class and per-video tables (--json: the whole result)."""
-    from pipeline.evaluate.score import evaluate_labels
-    from pipeline.evaluate.summary import format_breakdown
-    from pipeline.tracking.runs import log_evaluation
 
     result = evaluate_labels(args.labels, args.collection)
     log_evaluation(args.labels, args.collection, result)  # into the labels' MLflow run, if any
@@ -98,7 +104,6 @@ def _args_report(p: argparse.ArgumentParser) -> None:
 
 
 def report(args: argparse.Namespace) -> dict:
-    from pipeline.report.build import build_report
 
     return {"report": build_report(args.labels, args.collection, args.out)}
 
@@ -134,10 +139,8 @@ def _args_train_segmenter(p: argparse.ArgumentParser) -> None:
 
 
 def train_segmenter(args: argparse.Namespace) -> dict:
+    # deferred: loads Ray only for commands that run on it
     from pipeline.cluster.runtime import init_ray
-    from pipeline.evaluate.inputs import require_ground_truth
-    from pipeline.output import require_label_set
-    from pipeline.train.config import SegmenterTrainConfig
     from pipeline.train.segmenter import train_segmenter as train
 
     cfg = _section(
@@ -183,10 +186,9 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> dict:
+    # deferred: loads Ray only for commands that run on it
     from pipeline.cluster.runtime import init_ray
     from pipeline.predict_run import run_predict, with_tracking_uri
-    from pipeline.preflight import predict as preflight
-    from pipeline.settings import PredictConfig
 
     cfg = _section(
         args,
@@ -195,7 +197,7 @@ def predict(args: argparse.Namespace) -> dict:
         {"tracking_uri": args.tracking_uri, "restrict_to_tags": args.restrict_to_tags},
     )
     cfg = with_tracking_uri(cfg, args.model, args.out)  # once, before preflight loads the model
-    preflight(args.collection, args.model, args.out, cfg, overwrite=args.overwrite)
+    checks.predict(args.collection, args.model, args.out, cfg, overwrite=args.overwrite)
     if cfg.resources.actors != 0:
         init_ray(args.ray_address)
     info = run_predict(args.model, args.collection, args.out, cfg)
@@ -208,6 +210,7 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
 
 
 def demo(args: argparse.Namespace) -> Result:
+    # deferred: loads torch/Ray/MLflow only for the commands that use them
     from pipeline.demo import run_demo
 
     return run_demo(args.out, args.config, args.epochs, args.ray_address)

@@ -13,22 +13,23 @@ import json
 import os
 
 from pipeline import sample_data, storage
+from pipeline.evaluate.score import evaluate_labels
+from pipeline.evaluate.summary import format_breakdown
 from pipeline.progress import stage
+from pipeline.report.build import build_report
 from pipeline.settings import load_settings
 from pipeline.summary import Result
+from pipeline.tracking.runs import log_evaluation
 
 DEMO_EPOCHS = 12  # the synthetic shapes are easy; a dozen epochs gives usable CAMs on a laptop CPU
 DEMO_MODEL_NAME = "webseg-demo-classifier"  # registered model in the demo's MLflow store
 
 
 def run_demo(out: str, config: str | None, epochs: int | None, ray_address: str | None) -> Result:
+    # deferred: loads MLflow only when a run is logged or a model looked up
     from pipeline.cluster.dataflow import run_pseudo_label
     from pipeline.cluster.runtime import init_ray
-    from pipeline.evaluate.score import evaluate_labels
-    from pipeline.evaluate.summary import format_breakdown
-    from pipeline.report.build import build_report
     from pipeline.tracking.registry import register_classifier
-    from pipeline.tracking.runs import log_evaluation
     from pipeline.train.classifier import train_classifier
 
     out = os.path.abspath(out)

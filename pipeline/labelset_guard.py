@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from importlib import metadata
 from typing import Any
 
 from pipeline import labelset_lock, schema, storage
@@ -34,7 +35,6 @@ MODEL_KEYS = ("model_uri", "model_sha256")
 def code_version() -> str:
     """The package version and the git commit of this checkout (when it is one), once per
     process: the code a process runs is the code it imported, whatever is committed since."""
-    from importlib import metadata
 
     try:
         version = metadata.version("webseg")

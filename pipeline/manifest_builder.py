@@ -17,6 +17,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from pipeline import schema
 from pipeline.collection import infer_kind
 
@@ -131,8 +134,6 @@ def write_manifest(rows: tuple[dict, ...], out: str) -> None:
     """rows as manifest.jsonl, .csv (tags '|'-separated) or .parquet, by out's extension."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if out.endswith(".parquet"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         pq.write_table(pa.Table.from_pylist(list(rows)), out)
     elif out.endswith(".csv"):

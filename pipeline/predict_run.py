@@ -23,6 +23,7 @@ from pipeline.predict import predict_item
 from pipeline.preflight import check_outcome, check_predict
 from pipeline.progress import progress_bar
 from pipeline.settings import PredictConfig
+from pipeline.tracking.runs import tracking_uri_for
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ def with_tracking_uri(cfg: PredictConfig, model_uri: str, out_uri: str) -> Predi
     (models:/, runs:/): the store beside the --out label set unless given or in the environment."""
     # deferred: MLflow loads only when a run predicts from a models:/ or runs:/ URI
     from pipeline.tracking.registry import MLFLOW_SCHEMES
-    from pipeline.tracking.runs import tracking_uri_for
 
     if not model_uri.startswith(MLFLOW_SCHEMES):
         return cfg

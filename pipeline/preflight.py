@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline import labelset_guard, schema, storage
 from pipeline.collection import Collection, ManifestError, read_collection, require_manifest
+from pipeline.output import LabelSetError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class EndpointError(ConnectionError):
 
 def s3_endpoint() -> str:
     """The endpoint s3:// URIs go to (AWS_ENDPOINT_URL, the profile, or AWS's default)."""
+    # deferred: botocore comes with the optional S3 extra
     import botocore.session
 
     return botocore.session.Session().create_client("s3").meta.endpoint_url
@@ -91,6 +93,7 @@ def _at(names: tuple[str, ...], index: int) -> str:
 
 def load_model(uri: str, loader) -> tuple[Any, ...]:
     """loader(uri) with every failure (missing file, junk bytes, wrong layout) as one ModelError."""
+    # deferred: loads torch only where a model is built or run
     from pipeline.checkpoint import model_file_uri
 
     try:
@@ -107,6 +110,7 @@ def load_model(uri: str, loader) -> tuple[Any, ...]:
 
 def _is_torch_file(uri: str) -> bool:
     """A zip archive (torch.save's format) or a legacy pickle (protocol 2+ opcode)."""
+    # deferred: loads torch only where a model is built or run
     from pipeline.checkpoint import model_file_uri
     from pipeline.tracking.registry import MLFLOW_SCHEMES
 
@@ -118,6 +122,7 @@ def _is_torch_file(uri: str) -> bool:
 
 def classifier_record(model_uri: str | None, collection: Collection, cfg) -> dict[str, Any]:
     """Load the classifier (ModelError when it does not fit) -> the label set's fingerprint."""
+    # deferred: loads torch only where a model is built or run
     from pipeline.checkpoint import load_classifier, model_file_uri
 
     if model_uri is None:
@@ -162,6 +167,7 @@ def pseudo_label(
 
 def segmenter_record(model_uri: str, collection: Collection, cfg) -> tuple[Any, dict, dict]:
     """(model, its info, the label set's fingerprint); ModelError when it does not fit."""
+    # deferred: loads MLflow only when a run is logged or a model looked up
     from pipeline.tracking.registry import load_segmenter
 
     model, info = load_model(model_uri, lambda uri: load_segmenter(uri, cfg.tracking_uri))
@@ -194,7 +200,6 @@ def check_outcome(out_uri: str, counts: dict[str, Any]) -> None:
     status = counts.get("status") or {}
     if counts.get("rows", 0) and status.get(schema.FAILED, 0) < counts["rows"]:
         return
-    from pipeline.output import LabelSetError
 
     raise LabelSetError(
         f"every one of the {counts.get('rows', 0)} rows failed, nothing was labelled "

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from tqdm import tqdm
+
 from pipeline.logs import progress_wanted
 
 log = logging.getLogger("webseg.stage")
@@ -112,7 +114,6 @@ def make_progress(desc: str, total: int | None = None, unit: str = "items", stre
         return NoProgress()
     if not stream.isatty():
         return LineProgress(desc, total, unit, LINE_INTERVAL_S)
-    from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=f" {unit}", file=stream, dynamic_ncols=True)
 

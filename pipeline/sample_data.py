@@ -96,6 +96,7 @@ def photo_rows(root: str) -> list[dict]:
     """Copy the PHOTOS from the installed scikit-image into root/media; their manifest rows
     (none when scikit-image is not installed)."""
     try:
+        # deferred: scikit-image is only needed for sample photos
         import skimage.data
     except ImportError:
         return []

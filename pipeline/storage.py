@@ -36,6 +36,7 @@ class StorageError(RuntimeError):
 def _connection_errors() -> tuple[type[Exception], ...]:
     """botocore's errors for an endpoint that is down or unreachable (s3fs raises them as is)."""
     try:
+        # deferred: botocore comes with the optional S3 extra
         from botocore import exceptions
     except ImportError:
         return ()

@@ -6,7 +6,12 @@ import argparse
 import json
 import os
 
+import yaml
+
 from pipeline.collection import ManifestError, load_label_space, read_classes
+from pipeline.manifest_builder import build_manifest, format_report, write_manifest
+from pipeline.schema import KIND_IMAGE, KIND_VIDEO
+from pipeline.settings import effective_yaml
 from pipeline.summary import Result
 
 
@@ -44,8 +49,6 @@ def _place_classes(classes: tuple[str, ...], manifest_dir: str, given: bool) -> 
 
 
 def manifest(args: argparse.Namespace) -> Result:
-    from pipeline.manifest_builder import build_manifest, format_report, write_manifest
-    from pipeline.schema import KIND_IMAGE, KIND_VIDEO
 
     out = args.out or os.path.join(args.dir, "manifest.jsonl")
     if os.path.exists(out) and not args.overwrite:
@@ -84,11 +87,9 @@ def _args_config(p: argparse.ArgumentParser) -> None:
 
 def config(args: argparse.Namespace) -> str | dict:
     """The commented YAML itself (no summary table); with --json, the same config as JSON."""
-    from pipeline.settings import effective_yaml
 
     text = effective_yaml(args.config, args.section).rstrip("\n")
     if getattr(args, "json", False):
-        import yaml
 
         return yaml.safe_load(text)
     return text

@@ -43,6 +43,7 @@ class PredictStage(Stage):
     (predict_item turns a failed or unreadable item into its failed row itself; no timing column)."""
 
     def __init__(self, weights: ray.ObjectRef, out_uri: str, long_side: int, cfg: Any):
+        # deferred: loads torch only where a model is built or run
         import torch
 
         from pipeline.models.deeplab import DeepLabV3

@@ -157,6 +157,7 @@ def _no_cams(n_frames: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _device() -> str:
+    # deferred: loads torch only where a model is built or run
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

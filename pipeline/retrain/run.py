@@ -23,6 +23,9 @@ import uuid
 from typing import Any
 
 from pipeline import storage
+from pipeline.collection import read_collection, require_manifest
+from pipeline.config import from_dict, load_yaml
+from pipeline.evaluate.inputs import require_ground_truth
 from pipeline.retrain.state import (
     Watermark,
     acquire_lock,
@@ -77,7 +80,6 @@ def run_retrain(
     cfg: RetrainConfig | None = None,
 ) -> dict[str, Any]:
     """One scheduled run (see the module docstring); returns the decision it recorded."""
-    from pipeline.collection import read_collection
 
     cfg, run = cfg or RetrainConfig(), new_run_id()
     state = storage.join(work_uri, "state")
@@ -168,10 +170,8 @@ def _args_retrain(p: argparse.ArgumentParser) -> None:
 
 
 def retrain(args: argparse.Namespace) -> dict:
+    # deferred: loads Ray only for commands that run on it
     from pipeline.cluster.runtime import init_ray
-    from pipeline.collection import require_manifest
-    from pipeline.config import from_dict, load_yaml
-    from pipeline.evaluate.inputs import require_ground_truth
 
     sections = dict(load_yaml(args.config))
     segmenter = {

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from pipeline.config import from_dict
+from pipeline.evaluate.score import evaluate_labels
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.settings import PredictConfig, RetrainConfig
 from pipeline.train.config import SegmenterTrainConfig
@@ -57,11 +58,13 @@ class MlflowSteps:
         self.name = self.train_cfg.registered_model_name
 
     def _client(self):
+        # deferred: loads MLflow only when a run is logged or a model looked up
         from mlflow import MlflowClient
 
         return MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
 
     def label(self, collection_uri: str, labels_uri: str) -> dict:
+        # deferred: loads Ray only for commands that run on it
         from pipeline.cluster.dataflow import run_pseudo_label
 
         return run_pseudo_label(
@@ -70,6 +73,7 @@ class MlflowSteps:
         )  # fmt: skip
 
     def train(self, labels_uri: str, out_uri: str, init_from: str | None) -> dict:
+        # deferred: loads torch only where a model is built or run
         from pipeline.checkpoint import model_file_uri
         from pipeline.train.segmenter import train_segmenter
 
@@ -91,7 +95,7 @@ class MlflowSteps:
         }
 
     def score(self, model_uri: str, holdout_uri: str, out_uri: str) -> float:
-        from pipeline.evaluate.score import evaluate_labels
+        # deferred: loads torch/Ray/MLflow only for the commands that use them
         from pipeline.predict_run import run_predict
 
         run_predict(model_uri, holdout_uri, out_uri, self.predict_cfg)
@@ -99,6 +103,7 @@ class MlflowSteps:
         return float("nan") if value is None else float(value)
 
     def champion(self) -> dict | None:
+        # deferred: loads MLflow only when a run is logged or a model looked up
         from mlflow.exceptions import MlflowException
 
         try:

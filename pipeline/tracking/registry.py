@@ -23,8 +23,11 @@ import mlflow
 import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from pipeline import checkpoint, storage
+from pipeline.models.classifier import normalize
 from pipeline.models.config import DeepLabConfig
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.models.inference import segment
@@ -102,9 +105,9 @@ class ClassifierPyfunc(mlflow.pyfunc.PythonModel):
         self.tags = list(classes[1:])  # classes include background
 
     def predict(self, context, model_input, params=None):  # untyped: as SegmenterPyfunc
+        # deferred: loads torch/Ray/MLflow only for the commands that use them
         import cv2
 
-        from pipeline.models.classifier import normalize
 
         size = int((params or {}).get("size") or 320)
         out = []
@@ -205,8 +208,6 @@ def _global_mlflow_uris(uri: str) -> Iterator[None]:
     was there: a leaked registry URI would redirect every later MlflowClient(tracking_uri) of the
     process, and the setters also write MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into the
     environment."""
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     saved = tracking_utils._tracking_uri, registry_utils._registry_uri
     saved_env = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import schema, storage
 from pipeline.config import flatten
+from pipeline.labelset_guard import code_version
+from pipeline.output import write_run_json
 
 if TYPE_CHECKING:
     import mlflow
@@ -126,7 +128,6 @@ def run_tags(
     extra: dict[str, str | None] | None = None,
 ) -> dict[str, str]:
     """webseg.command / collection / code_version / model_uri (+ extra) tags; None values left out."""
-    from pipeline.labelset_guard import code_version
 
     tags = {
         TAG_COMMAND: command,
@@ -155,6 +156,7 @@ def start_run(
 ) -> mlflow.ActiveRun:
     """Start (and return) an MLflow run in the experiment, creating the experiment if needed.
     Sets MLflow's process-wide tracking uri: for Ray Train workers, not for the driver."""
+    # deferred: loads MLflow only when a run is logged or a model looked up
     import mlflow
 
     uri = prepare_store(resolve_tracking_uri(tracking_uri))
@@ -174,6 +176,7 @@ def config_params(config: Any, prefix: str = "") -> dict[str, str]:
 
 
 def log_config(config: Any, prefix: str = "") -> None:
+    # deferred: loads MLflow only when a run is logged or a model looked up
     import mlflow
 
     mlflow.log_params(config_params(config, prefix))
@@ -190,6 +193,7 @@ def numeric(metrics: dict[str, Any]) -> dict[str, float]:
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     """Log the numeric entries of metrics (others are skipped)."""
+    # deferred: loads MLflow only when a run is logged or a model looked up
     import mlflow
 
     mlflow.log_metrics(numeric(metrics), step=step)
@@ -197,6 +201,7 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 def log_file(uri: str, artifact_path: str | None = None) -> None:
     """Log a local or s3:// file as a run artifact, keeping its file name."""
+    # deferred: loads MLflow only when a run is logged or a model looked up
     import mlflow
 
     with named_local_copy(uri) as named:
@@ -230,6 +235,7 @@ def _metric_key(key: str) -> str:
 
 
 def _log_batch(client: MlflowClient, run_id: str, metrics: dict[str, Any]) -> None:
+    # deferred: loads MLflow only when a run is logged or a model looked up
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
@@ -258,10 +264,10 @@ def log_pseudo_label(
     """One MLflow run for a finished pseudo-label run (driver side): status counts and timings as
     metrics, run.json as artifact, webseg.* tags; its id goes into info and run.json as
     `mlflow_run_id`. Returns the run id; a tracking failure is one WARNING line, never an error."""
-    from pipeline.output import write_run_json
 
     uri = tracking_uri or out_uri
     try:
+        # deferred: loads MLflow only when a run is logged or a model looked up
         from mlflow import MlflowClient
 
         uri = prepare_store(tracking_uri_for(tracking_uri, out_uri, artifact=True))
@@ -307,6 +313,7 @@ def _recorded_run(labels_uri: str) -> dict[str, Any]:
 
 
 def _find_run(run_id: str, uris: list[str]) -> tuple[MlflowClient, str] | None:
+    # deferred: loads MLflow only when a run is logged or a model looked up
     from mlflow import MlflowClient
 
     for uri in dict.fromkeys(uris):
