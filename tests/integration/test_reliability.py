@@ -64,6 +64,13 @@ def cli_command(collection: Path, out: str, ray_address: str) -> list[str]:
             "--config", str(config)]  # fmt: skip
 
 
+def _ctrl_c_reaches_the_child() -> None:
+    """A suite started in the background of a non-interactive shell (`make test &`) inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt: give the CLI under test the
+    terminal's default, as a user pressing Ctrl-C has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(check, timeout: float, what: str, process: subprocess.Popen | None = None) -> None:
     deadline = time.time() + timeout
     while not check():
@@ -214,7 +221,8 @@ def test_sigterm_or_ctrl_c_keeps_parts_says_how_to_resume_and_a_rerun_resumes(
     collection, baseline = good
     out = str(tmp_path / "labels")
     job = subprocess.Popen(cli_command(collection, out, ray_address), cwd=REPO,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=_ctrl_c_reaches_the_child)  # fmt: skip
     try:
         wait_for(lambda: len(parts(out)) >= 1, PATIENCE_S, "a first manifest part", job)
         job.send_signal(signum)
