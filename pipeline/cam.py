@@ -73,11 +73,14 @@ def _stochastic_maps(head, features: torch.Tensor, cfg: CamConfig) -> torch.Tens
     return total / cfg.stochastic_passes
 
 
-def _head_maps(head, features: torch.Tensor, cfg: CamConfig, size: tuple[int, int]) -> torch.Tensor:
-    """ReLU'd maps of a 1x1 head at `size`: stochastic ensemble or one plain pass."""
-    if cfg.stochastic_passes:
-        return _resize(_stochastic_maps(head, features, cfg), size)
-    return _resize(F.relu(head(features)), size)
+def _head_maps(
+    head, features: torch.Tensor, cfg: CamConfig, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(raw head output (B, C, h, w), ReLU'd maps at `size`: the stochastic ensemble, or the raw
+    output itself when stochastic passes are off)."""
+    raw = head(features)
+    maps = _stochastic_maps(head, features, cfg) if cfg.stochastic_passes else F.relu(raw)
+    return raw, _resize(maps, size)
 
 
 def _unflip(x: torch.Tensor, flip: bool) -> torch.Tensor:
@@ -109,12 +112,12 @@ def _maps_and_logits(
         scaled = _resize(x, working_size(images.shape[1], images.shape[2], cfg, scale))
         inputs = torch.cat([scaled, scaled.flip(-1)]) if cfg.flip else scaled
         features = model.backbone(inputs)
-        logits = _unflip(model.pool(model.classifier(features)), cfg.flip)  # no training dropout
-        maps = _unflip(_head_maps(model.classifier, features, cfg, out_size), cfg.flip)
+        raw, maps = _head_maps(model.classifier, features, cfg, out_size)  # no training dropout
+        logits, maps = _unflip(model.pool(raw), cfg.flip), _unflip(maps, cfg.flip)
         maps_sum = maps if maps_sum is None else maps_sum + maps
         logits_sum = logits if logits_sum is None else logits_sum + logits
         if prior is not None:
-            pmaps = _unflip(_head_maps(prior.classifier, features, cfg, out_size), cfg.flip)
+            pmaps = _unflip(_head_maps(prior.classifier, features, cfg, out_size)[1], cfg.flip)
             probs = _unflip(prior.probabilities(features.mean(dim=(2, 3))), cfg.flip)
             prior_maps = pmaps if prior_maps is None else prior_maps + pmaps
             prior_probs = probs if prior_probs is None else prior_probs + probs
@@ -184,7 +187,7 @@ def compute_cams(
             selected = _peak_normalised(maps[row].index_select(0, channels))
             score = torch.sigmoid(logits[row, channels])
             if prior is not None:
-                has = prior.has.to(maps.device).index_select(0, channels).view(-1, 1, 1)
+                has = prior.has.index_select(0, channels).view(-1, 1, 1)
                 own = _peak_normalised(prior_maps[row].index_select(0, channels))
                 selected = torch.where(has, _peak_normalised(selected + own), selected)
                 score = torch.maximum(score, prior_probs[row, channels])

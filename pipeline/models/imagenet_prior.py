@@ -52,6 +52,15 @@ def imagenet_classes(name: str) -> tuple[int, ...]:
     return IMAGENET_CLASSES.get(ALIASES.get(key, key), ())
 
 
+def membership(class_names: list[str]) -> torch.Tensor:
+    """(C, 1000) float: row c is 1 at the ImageNet classes of foreground class c (label c + 1),
+    all zeros where the name has none; class_names is the label space with background first."""
+    out = torch.zeros(len(class_names) - 1, 1000)
+    for row, name in enumerate(class_names[1:]):
+        out[row, list(imagenet_classes(name))] = 1.0
+    return out
+
+
 def prior_head_weights(
     fc_weight: torch.Tensor, class_names: list[str]
 ) -> tuple[torch.Tensor, list[bool]]:
@@ -60,28 +69,17 @@ def prior_head_weights(
     name has no ImageNet classes) and, per foreground class, whether it has a prior."""
     if fc_weight.ndim != 2 or fc_weight.shape[0] != 1000:
         raise ValueError(f"expected an ImageNet head weight (1000, D), got {tuple(fc_weight.shape)}")
-    rows, has = [], []
-    for name in class_names[1:]:
-        members = imagenet_classes(name)
-        has.append(bool(members))
-        rows.append(
-            fc_weight[list(members)].mean(0) if members else fc_weight.new_zeros(fc_weight.shape[1])
-        )
-    return torch.stack(rows), has
+    members = membership(class_names).to(fc_weight.dtype)
+    counts = members.sum(1, keepdim=True)
+    return (members / counts.clamp_min(1)) @ fc_weight, (counts[:, 0] > 0).tolist()
 
 
 def prior_probabilities(
-    pooled: torch.Tensor, fc_weight: torch.Tensor, fc_bias: torch.Tensor, class_names: list[str]
+    pooled: torch.Tensor, fc_weight: torch.Tensor, fc_bias: torch.Tensor, members: torch.Tensor
 ) -> torch.Tensor:
-    """pooled (B, D) globally pooled backbone features -> (B, C) float: per foreground class the
-    ImageNet softmax mass of its member classes (0 where a name has no ImageNet classes)."""
-    probs = torch.softmax(pooled @ fc_weight.T + fc_bias, dim=1)
-    out = probs.new_zeros(len(pooled), len(class_names) - 1)
-    for column, name in enumerate(class_names[1:]):
-        members = imagenet_classes(name)
-        if members:
-            out[:, column] = probs[:, list(members)].sum(1)
-    return out
+    """pooled (B, D) globally pooled backbone features, members (C, 1000) from `membership` ->
+    (B, C) float: per foreground class the ImageNet softmax mass of its member classes."""
+    return torch.softmax(pooled @ fc_weight.T + fc_bias, dim=1) @ members.T
 
 
 class PriorHead(torch.nn.Module):
@@ -98,15 +96,15 @@ class PriorHead(torch.nn.Module):
         self.register_buffer("rows", rows[:, :, None, None].clone())
         self.register_buffer("fc_weight", fc_weight.clone())
         self.register_buffer("fc_bias", fc_bias.clone())
+        self.register_buffer("members", membership(class_names).to(fc_weight.dtype))
         self.register_buffer("has", torch.tensor(has, dtype=torch.bool))
-        self.class_names = list(class_names)
 
     def classifier(self, features: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.conv2d(features, self.rows.to(features.dtype))
 
     def probabilities(self, pooled: torch.Tensor) -> torch.Tensor:
         weight, bias = self.fc_weight.to(pooled.dtype), self.fc_bias.to(pooled.dtype)
-        return prior_probabilities(pooled, weight, bias, self.class_names)
+        return prior_probabilities(pooled, weight, bias, self.members.to(pooled.dtype))
 
 
 def same_backbone(backbone: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:

@@ -4,6 +4,7 @@ import torch
 from pipeline.models.imagenet_prior import (
     IMAGENET_CLASSES,
     imagenet_classes,
+    membership,
     prior_head_weights,
     prior_probabilities,
 )
@@ -38,7 +39,7 @@ def test_prior_probability_is_the_softmax_mass_of_the_members():
     fc, bias = torch.zeros(1000, 2), torch.zeros(1000)
     fc[671, 0] = 10.0  # feature 0 fires "mountain bike"
     pooled = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    probs = prior_probabilities(pooled, fc, bias, ["background", "bicycle", "dog"])
+    probs = prior_probabilities(pooled, fc, bias, membership(["background", "bicycle", "dog"]))
     assert probs.shape == (2, 2)
     assert probs[0, 0] > 0.9 and probs[0, 1] < 0.01
     assert probs[1, 0] == pytest.approx(2 / 1000) and probs[1, 1] == pytest.approx(118 / 1000)
