@@ -99,6 +99,11 @@ class SegmenterTrainConfig:
     finetune: Literal["frozen", "partial", "full"] = "full"  # how much of the backbone trains
     trainable_stages: int = 3  # partial: the backbone's last N stages (backbone.stages()) train
     min_confidence: float = 0.0  # train only on labelled rows with manifest confidence >= this
+    class_weighting: Literal["median_frequency", "none"] = "median_frequency"  # loss weights
+    # from the training masks' pixel frequencies (pipeline/train/class_weights.py); none: plain CE
+    max_class_weight: float = 10.0  # cap on a rare class's weight (one small object)
+    cache_decoded: bool | Literal["auto"] = "auto"  # keep the decoded, letterboxed training set
+    # in the object store across epochs; auto: when it fits a quarter of the cluster's store
     workers: int = 1  # Ray Train workers (DDP)
     cpus_per_worker: float = (
         0.75  # logical CPUs per worker; the rest feeds Ray Data (2-CPU deadlock)
@@ -119,6 +124,18 @@ class SegmenterTrainConfig:
     experiment: str = "webseg-segmenter"  # MLflow experiment name
     registered_model_name: str = "webseg-segmenter"  # MLflow registry name; alias `candidate`
     run_name: str = "segmenter"  # Ray Train run name inside the state folder
+
+    def __post_init__(self) -> None:
+        if self.class_weighting not in ("median_frequency", "none"):
+            raise ValueError(
+                f"class_weighting must be median_frequency or none, not {self.class_weighting!r}"
+            )
+        if self.max_class_weight < 1:
+            raise ValueError(f"max_class_weight must be at least 1, not {self.max_class_weight}")
+        if self.cache_decoded not in (True, False, "auto"):
+            raise ValueError(
+                f"cache_decoded must be true, false or auto, not {self.cache_decoded!r}"
+            )
 
 
 def starts_pretrained(cfg: SegmenterTrainConfig) -> bool:

@@ -27,9 +27,17 @@ import ray
 from pipeline import storage
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.registry import CANDIDATE, get_or_create_run
+from pipeline.train.class_weights import class_weights
 from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import SegmenterTrainConfig
-from pipeline.train.segmenter_data import count_samples, load_source, read_label_set
+from pipeline.train.segmenter_data import (
+    count_samples,
+    decoded_bytes,
+    load_source,
+    read_label_set,
+    should_cache,
+    training_masks,
+)
 from pipeline.train.segmenter_loop import train_loop
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,36 @@ def training_dataset(sources: list[dict], cfg: SegmenterTrainConfig) -> ray.data
     )
 
 
+def cached_or_streamed(dataset: ray.data.Dataset, cfg: SegmenterTrainConfig, samples: int):
+    """The dataset materialized in the object store (decoded once, reused every epoch) when
+    cfg.cache_decoded resolves to caching, else as given (decoded again each epoch)."""
+    size = decoded_bytes(samples, cfg.store_size)
+    resources = ray.cluster_resources()
+    if not should_cache(cfg.cache_decoded, samples, cfg.store_size, resources):
+        log.info("segmenter data: streamed, decoded every epoch (%.0f MB decoded, "
+                 "cache_decoded %s, object store %.0f MB)", size / 1e6, cfg.cache_decoded,
+                 resources.get("object_store_memory", 0) / 1e6)  # fmt: skip
+        return dataset
+    started = time.time()
+    dataset = dataset.materialize()
+    log.info("segmenter data: cached, decoded once in %.0f s (%.0f MB, cache_decoded %s, "
+             "object store %.0f MB)", time.time() - started, size / 1e6, cfg.cache_decoded,
+             resources.get("object_store_memory", 0) / 1e6)  # fmt: skip
+    return dataset
+
+
+def loss_weights(sources: list[dict], classes, cfg: SegmenterTrainConfig) -> list[float] | None:
+    """Per-class loss weights from the training masks (cfg.class_weighting), logged; None: none."""
+    weights = class_weights(
+        training_masks(sources), len(classes), cfg.class_weighting, cfg.max_class_weight
+    )
+    if weights is None:
+        return None
+    log.info("segmenter class weights (%s): %s", cfg.class_weighting,
+             ", ".join(f"{c} {w:.2f}" for c, w in zip(classes, weights, strict=True)))  # fmt: skip
+    return [round(float(w), 4) for w in weights]
+
+
 def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resume: bool = False):
     """(TorchTrainer, loop config) for a label set; resolves classes, GPU and the MLflow run."""
     sources, classes, collection_root = read_label_set(labels_uri, cfg.min_confidence)
@@ -85,13 +123,15 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
         tracking.run_name(COMMAND, out_uri),
         tags,
     )
-    dataset = training_dataset(sources, cfg)
+    samples = count_samples(sources)
+    dataset = cached_or_streamed(training_dataset(sources, cfg), cfg, samples)
     loop_config = {
         "cfg": cfg,
         "classes": list(classes),
+        "class_weights": loss_weights(sources, classes, cfg),
         "out_uri": out_uri,
         "run_id": run_id,
-        "samples": count_samples(sources),
+        "samples": samples,
         "labels_uri": labels_uri,
         "previews": _previews(sources, cfg),
         "result_uri": storage.join(state, RESULT),

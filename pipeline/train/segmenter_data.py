@@ -192,3 +192,32 @@ def augment_pair(
     ]
     y = y.long() - 1
     return x, torch.where(y < 0, torch.full_like(y, schema.IGNORE), y)
+
+
+CACHE_STORE_FRACTION = 0.25  # of the cluster's object store: room left for Ray Data and Train
+
+
+def decoded_bytes(samples: int, store_size: int) -> int:
+    """The decoded training set's size: samples x store_size^2 x (3 image + 1 mask) bytes."""
+    return samples * store_size * store_size * 4
+
+
+def should_cache(setting: bool | str, samples: int, store_size: int, resources: dict) -> bool:
+    """cache_decoded resolved: True/False as given; "auto" when the decoded set fits
+    CACHE_STORE_FRACTION of the cluster's object store (`ray.cluster_resources()`), never the
+    driver's own memory (the driver may be a laptop in front of a cluster)."""
+    if setting != "auto":
+        return bool(setting)
+    store = float(resources.get("object_store_memory", 0))
+    return decoded_bytes(samples, store_size) <= CACHE_STORE_FRACTION * store
+
+
+def training_masks(sources: list[dict[str, Any]]):
+    """Every labelled mask of the sources (HxW uint8, 255 = ignore), read one at a time; an
+    unreadable mask is skipped (load_source skips its item in training too)."""
+    for source in sources:
+        for uri in json.loads(source["masks"]):
+            try:
+                yield read_mask(uri)
+            except (FileNotFoundError, StorageError, ValueError) as error:
+                log.warning("class weights skip %s: %s", uri, error)

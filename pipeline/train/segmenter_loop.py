@@ -20,6 +20,7 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
+import torch.nn.functional as F
 
 from pipeline import checkpoint, schema, storage
 from pipeline.config import to_dict
@@ -61,6 +62,25 @@ def _build(cfg, restored: dict | None) -> tuple[DeepLabV3, torch.optim.Optimizer
     return model, optimizer, weights
 
 
+def weighted_segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, ignore_index: int
+) -> torch.Tensor:
+    """Class-weighted cross-entropy, normalised by the summed weights of the non-ignored pixels
+    (torch's weighted mean); plain segmentation_loss when weight is None. 0 (with a gradient)
+    when every pixel is ignored.
+
+    logits (B, C, H, W) float, target (B, H, W) int64 with ignore_index = 255, weight (C,) float.
+    """
+    if weight is None:
+        return segmentation_loss(logits, target, ignore_index)
+    total = F.cross_entropy(
+        logits, target, weight=weight, ignore_index=ignore_index, reduction="sum"
+    )
+    valid = target != ignore_index
+    norm = weight[target[valid]].sum()
+    return total / norm.clamp(min=torch.finfo(norm.dtype).tiny)
+
+
 def _train_mode(model, cfg) -> None:
     """Train mode; a pretrained backbone's BatchNorm statistics stay fixed when freeze_bn."""
     net = getattr(model, "module", model)
@@ -75,8 +95,11 @@ def _restore() -> dict | None:
         return checkpoint.load_payload(folder)
 
 
-def _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule: dict) -> tuple[float, int]:
-    """One pass over this worker's shard; returns (mean loss, samples seen)."""
+def _train_epoch(
+    model, optimizer, scaler, batches, cfg, gen, schedule: dict, weight: torch.Tensor | None
+) -> tuple[float, int]:
+    """One pass over this worker's shard; returns (mean loss, samples seen). weight: (C,)
+    class weights on the device, or None (plain cross-entropy)."""
     _train_mode(model, cfg)
     stats = input_stats(getattr(model, "module", model).backbone)
     device_type = "cuda" if scaler.is_enabled() else "cpu"
@@ -100,7 +123,7 @@ def _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule: dict) ->
             else nullcontext()
         )
         with autocast:
-            loss = segmentation_loss(model(x).float(), y, schema.IGNORE)
+            loss = weighted_segmentation_loss(model(x).float(), y, weight, schema.IGNORE)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -220,6 +243,15 @@ def _start_mlflow(cfg, config: dict, world: int, fresh: bool) -> None:
             "backbone_lr_mult_effective": backbone_lr_mult(cfg),
         }
         mlflow.log_params({**extra, "workers": world})
+        if config.get("class_weights") is not None:
+            mlflow.log_dict(
+                {
+                    "method": cfg.class_weighting,
+                    "max_class_weight": cfg.max_class_weight,
+                    "weights": dict(zip(config["classes"], config["class_weights"], strict=True)),
+                },
+                "class_weights.json",
+            )
 
 
 def _batches(shard, batch_size: int, device, seed: int):
@@ -248,6 +280,9 @@ def train_loop(config: dict) -> None:
     pairs = []
     if cfg.val_collection:
         pairs = load_val_set(cfg.val_collection, cfg.eval_long_side, rank, world, cfg.val_max_items)
+    weight = None
+    if config.get("class_weights") is not None:
+        weight = torch.tensor(config["class_weights"], dtype=torch.float32, device=device)
     shard = ray.train.get_dataset_shard("train")
     if rank == 0:
         _start_mlflow(cfg, config, world, fresh=start == 0)
@@ -255,7 +290,7 @@ def train_loop(config: dict) -> None:
     for epoch in range(start, cfg.epochs):
         started = time.time()
         batches = _batches(shard, max(2, cfg.batch_size // world), device, cfg.seed + epoch)
-        loss, seen = _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule)
+        loss, seen = _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule, weight)
         seconds = time.time() - started
         mat = _validate(model, pairs, cfg)
         metrics = _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat)

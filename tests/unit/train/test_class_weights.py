@@ -1,0 +1,39 @@
+"""Median frequency class weights from masks (pipeline/train/class_weights.py)."""
+
+import numpy as np
+import pytest
+
+from pipeline.train.class_weights import class_pixel_counts, class_weights, median_frequency_weights
+
+
+def test_counts_skip_ignore_and_out_of_range_ids():
+    a = np.array([[0, 0, 1, 255]], np.uint8)
+    b = np.array([[0, 2, 2, 9]], np.uint8)  # 9 >= num_classes: not counted
+    pixels, image_pixels = class_pixel_counts([a, b], 3)
+    assert pixels.tolist() == [3, 1, 2]
+    assert image_pixels.tolist() == [3 + 3, 3, 3]
+    assert pixels.dtype == np.int64
+
+
+def test_median_frequency_weights_are_median_over_frequency():
+    pixels = np.array([80, 10, 5, 0])
+    image_pixels = np.array([100, 20, 40, 0])  # freq 0.8, 0.5, 0.125; median 0.5
+    weights = median_frequency_weights(pixels, image_pixels, max_weight=10.0)
+    assert weights.dtype == np.float32
+    assert weights.tolist() == pytest.approx([0.625, 1.0, 4.0, 1.0])  # absent class: 1
+
+
+def test_weights_are_capped():
+    weights = median_frequency_weights(np.array([100, 1, 100]), np.array([100, 100, 100]), 10.0)
+    assert weights.tolist() == pytest.approx([1.0, 10.0, 1.0])
+
+
+def test_no_labelled_pixels_gives_ones():
+    masks = [np.full((4, 4), 255, np.uint8)]
+    assert class_weights(masks, 3, "median_frequency", 10.0).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_method_none_and_unknown():
+    assert class_weights([np.zeros((2, 2), np.uint8)], 2, "none", 10.0) is None
+    with pytest.raises(ValueError, match="class_weighting"):
+        class_weights([], 2, "inverse", 10.0)
