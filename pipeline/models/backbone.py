@@ -113,6 +113,7 @@ class ResNet(nn.Module):
         ]
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.out_channels = width * 8 * block.expansion
+        self.level_channels = tuple(width * 2**i * block.expansion for i in range(4))
         _init_weights(self)
 
     def _make_layer(
@@ -128,6 +129,16 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of layer1..layer4 (channels level_channels): strides 4, 8, 16, 32 undilated;
+        a dilated layer keeps the previous one's stride. The last equals forward(x)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        levels = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            levels.append(x)
+        return levels
 
     def stages(self) -> list[nn.Module]:
         """Modules from input to output, coarse enough to freeze the first k of them."""

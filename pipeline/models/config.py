@@ -10,6 +10,8 @@ from typing import Literal
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnet_lite1", "resnet")
 # Output strides each backbone family supports (EfficientNet-Lite: last stage dilated for 16).
 OUTPUT_STRIDES = {"resnet": (8, 16), "efficientnet": (16, 32)}
+# Segmenter heads on the backbone (pipeline.models.heads); deeplabv3 is the original model.
+HEADS = ("deeplabv3", "deeplabv3plus", "pspnet", "fcn", "danet", "fastfcn")
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,18 @@ class DeepLabConfig:
     backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | efficientnet_lite2 | resnet
     depth: int = 18  # resnet only: depth (same meaning as the classifier's, so its backbone loads)
     width: int = 32  # resnet only: base width; 32 matches the classifier default, 64 standard
-    output_stride: int = 16  # resnet 8 or 16, efficientnet 16 or 32: feature resolution vs cost
+    output_stride: int = 16  # resnet 8/16, efficientnet 16/32; fastfcn: 32 (undilated)
+    head: str = "deeplabv3"  # deeplabv3 | deeplabv3plus | pspnet | fcn | danet | fastfcn
     aspp_rates: tuple[int, ...] = (6, 12, 18)  # atrous rates at output stride 16; doubled at 8
-    aspp_channels: int = 128  # channels of every ASPP branch and of the projection
+    aspp_channels: int = 128  # channels of every ASPP branch and projection (other heads: width)
     dropout: float = 0.1  # dropout after the ASPP projection, training only
     num_classes: int = 21  # label-space size incl. background (set from the label set)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; expected one of {HEADS}")
         allowed = OUTPUT_STRIDES["resnet" if self.backbone == "resnet" else "efficientnet"]
         if self.output_stride not in allowed:
             raise ValueError(

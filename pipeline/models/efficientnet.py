@@ -11,6 +11,7 @@ Drop-connect is left out: these backbones train frozen or at a low rate on small
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -35,6 +36,8 @@ VARIANTS = {
 }
 BN_EPS, BN_MOMENTUM = 1e-3, 0.01
 HEAD_CHANNELS = 1280
+# Stages whose last block ends the stride-4, -8 and -16 levels (the head conv gives stride 32).
+LEVEL_STAGES = (1, 2, 4)
 # (rgb - 127) / 128: the input normalisation of the published Lite weights.
 INPUT_MEAN, INPUT_STD = (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)
 
@@ -46,6 +49,12 @@ def round_filters(filters: int, width: float, divisor: int = 8) -> int:
     scaled = filters * width
     rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
     return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def stage_repeats(depth: float) -> list[int]:
+    """Blocks per stage at a depth multiplier (Lite: first and last stage not deepened)."""
+    last = len(STAGES) - 1
+    return [r if i in (0, last) else int(math.ceil(depth * r)) for i, (r, *_) in enumerate(STAGES)]
 
 
 class SameConv2d(nn.Conv2d):
@@ -124,13 +133,17 @@ class EfficientNetLite(nn.Module):
         self._conv_head = SameConv2d(last, HEAD_CHANNELS, 1, bias=False)
         self._bn1 = _bn(HEAD_CHANNELS)
         self.out_channels = HEAD_CHANNELS
+        ends = list(itertools.accumulate(stage_repeats(depth)))
+        self._level_ends = tuple(ends[i] - 1 for i in LEVEL_STAGES)
+        levels = [round_filters(STAGES[i][5], width) for i in LEVEL_STAGES]
+        self.level_channels = (*levels, HEAD_CHANNELS)
 
     @staticmethod
     def _make_blocks(width: float, depth: float, output_stride: int) -> list[MBConv]:
         blocks, stride_so_far, dilation = [], 2, 1
-        for index, (repeats, kernel, stride, expand, cin, cout) in enumerate(STAGES):
-            fixed = index in (0, len(STAGES) - 1)  # Lite: first and last stage not deepened
-            count = repeats if fixed else int(math.ceil(depth * repeats))
+        counts = stage_repeats(depth)
+        for index, (_, kernel, stride, expand, cin, cout) in enumerate(STAGES):
+            count = counts[index]
             cin = 32 if index == 0 else round_filters(cin, width)
             cout = round_filters(cout, width)
             if stride == 2 and stride_so_far * 2 > output_stride:
@@ -149,6 +162,17 @@ class EfficientNetLite(nn.Module):
         for block in self._blocks:
             x = block(x)
         return F.relu6(self._bn1(self._conv_head(x)))
+
+    def forward_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features at strides 4, 8, 16 and 32 (channels level_channels; a dilated stage keeps
+        the previous stride); the last is forward(x)."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        levels = []
+        for index, block in enumerate(self._blocks):
+            x = block(x)
+            if index in self._level_ends:
+                levels.append(x)
+        return [*levels, F.relu6(self._bn1(self._conv_head(x)))]
 
     def stages(self) -> list[nn.Module]:
         """Modules from input to output, coarse enough to freeze the first k of them."""
