@@ -22,11 +22,6 @@ RAY_NOTICES = (
 )
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 RAY_WARNINGS = ("The minimum number of concurrent actors",)  # small inputs for a big actor pool
-# Ray's C++ side (core worker, raylet) logs to stderr at this level unless the user chose one. Its
-# only ERROR line without a fault is "... has constructor arguments in the object store and
-# max_restarts > 0" (ray-project/ray#53727), once per Ray Data actor pool and Ray Train run; C++
-# faults that matter reach WebSeg as Python exceptions. -v (or the user's own setting) shows them.
-BACKEND_LOG_ENV, QUIET_BACKEND_LEVEL = "RAY_BACKEND_LOG_LEVEL", "fatal"
 
 
 class _DropMessages(logging.Filter):
@@ -101,8 +96,6 @@ def drop_ray_train_notices() -> None:
 def quiet_ray_before_init() -> None:
     """Filters that must be in place before ray.init prints (the token-auth notice)."""
     fragments = () if ray_logs_wanted() else RAY_NOTICES
-    if fragments:  # read by the driver's core worker and inherited by a local Ray's processes
-        os.environ.setdefault(BACKEND_LOG_ENV, QUIET_BACKEND_LEVEL)
     _set_drop_filter(logging.getLogger("ray"), fragments)
     _set_drop_filter(logging.getLogger(AUTH_LOGGER), fragments)
     if not fragments:

@@ -80,16 +80,3 @@ def test_the_cleaner_threads_connection_error_is_quiet_and_other_thread_errors_a
     finally:
         threading.excepthook = original
     assert seen == [(ray_logging.PG_CLEANER_THREAD, ValueError), ("worker", ConnectionError)]
-
-
-def test_ray_cpp_logs_go_to_fatal_unless_wanted_or_chosen(ray_logs_off, monkeypatch):
-    monkeypatch.delenv(ray_logging.BACKEND_LOG_ENV, raising=False)
-    ray_logging.quiet_ray_before_init()
-    assert ray_logging.os.environ[ray_logging.BACKEND_LOG_ENV] == "fatal"
-    monkeypatch.setenv(ray_logging.BACKEND_LOG_ENV, "debug")  # the user's own choice stays
-    ray_logging.quiet_ray_before_init()
-    assert ray_logging.os.environ[ray_logging.BACKEND_LOG_ENV] == "debug"
-    monkeypatch.delenv(ray_logging.BACKEND_LOG_ENV)
-    monkeypatch.setenv(logs.RAY_LOGS_ENV, "1")  # -v
-    ray_logging.quiet_ray_before_init()
-    assert ray_logging.BACKEND_LOG_ENV not in ray_logging.os.environ
