@@ -10,6 +10,8 @@ backbone on one image and returns the two stages' activations.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -71,8 +73,29 @@ def _input(image: np.ndarray, backbone: nn.Module, short_side: int) -> torch.Ten
     height, width = image.shape[:2]
     factor = short_side / min(height, width)
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+    resized = cv2.resize(
+        image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    )
     return normalize(torch.from_numpy(np.ascontiguousarray(resized))[None], input_stats(backbone))
+
+
+@contextmanager
+def captured_activations(backbone: nn.Module) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """While open, each forward of ``backbone`` appends its (mid, late) outputs, batched
+    (B, C, h, w) tensors, to the yielded list: a CAM pass gives the prior's inputs for free."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    mids: list[torch.Tensor] = []
+    hooks = [
+        backbone.stages()[mid_stage(backbone)].register_forward_hook(
+            lambda _m, _i, out: mids.append(out)
+        ),
+        backbone.register_forward_hook(lambda _m, _i, out: calls.append((mids.pop(), out))),
+    ]
+    try:
+        yield calls
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 @torch.inference_mode()
@@ -82,11 +105,6 @@ def image_activations(
     """[mid, late] activations (C x h x w float32 each) of one HxWx3 uint8 RGB image resized to
     ``short_side`` (aspect kept): the mid stage's output (``mid_stage``) and the backbone's output.
     """
-    captured: list[torch.Tensor] = []
-    stage = backbone.stages()[mid_stage(backbone)]
-    hook = stage.register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
-        late = backbone.eval()(_input(image, backbone, short_side))
-    finally:
-        hook.remove()
-    return [captured[0][0].float().numpy(), late[0].float().numpy()]
+    with captured_activations(backbone.eval()) as calls:
+        backbone(_input(image, backbone, short_side))
+    return [a[0].float().numpy() for a in calls[0]]

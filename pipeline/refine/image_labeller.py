@@ -22,10 +22,17 @@ import numpy as np
 from pipeline.refine.crf import CRFConfig, dense_crf
 from pipeline.refine.objectness import ObjectnessConfig, objectness_labels
 from pipeline.refine.region_growing import DSRGConfig, dsrg_labels
-from pipeline.refine.saliency import SaliencyConfig, centre_prior, resize_maps, saliency_map
+from pipeline.refine.saliency import (
+    SaliencyConfig,
+    centre_prior,
+    combine_saliency,
+    resize_maps,
+    saliency_map,
+)
 from pipeline.schema import BACKGROUND, IGNORE
 
 METHODS = ("cam_crf", "objectness", "dsrg")
+BACKGROUNDS = ("cam", "builtin", "both")
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,14 @@ class CamCRFConfig:
     confidence: float = 0.6  # CRF posteriors below this become ignore (255)
     no_cam_sigma: float = 0.12  # without a CAM: centre prior width (share of diagonal), ~20% area
     crf: CRFConfig = field(default_factory=CRFConfig)  # dense CRF over background + tags
+    background: str = "cam"  # "cam": the score above; "builtin": 1 - the backbone's built-in
+    # foreground prior (Saleh et al. 2016); "both": the mean of the two
+
+    def __post_init__(self) -> None:
+        if self.background not in BACKGROUNDS:
+            raise ValueError(
+                f"unknown background {self.background!r}; expected one of {BACKGROUNDS}"
+            )
 
 
 @dataclass(frozen=True)
@@ -54,20 +69,36 @@ class ImageLabelConfig:
             )
 
 
-def background_score(cams: np.ndarray, cfg: CamCRFConfig) -> np.ndarray:
+def background_score(
+    cams: np.ndarray, cfg: CamCRFConfig, prior: np.ndarray | None = None
+) -> np.ndarray:
     """KxHxW CAMs in [0, 1] -> HxW float32 background score: (1 - max CAM) ** bg_power, low
-    where some class fires (Ahn et al., IRN), or the constant bg_score when bg_power is 0."""
+    where some class fires (Ahn et al., IRN), or the constant bg_score when bg_power is 0.
+    With ``cfg.background`` "builtin" it is 1 - prior (HxW built-in foreground prior in [0, 1]),
+    with "both" the mean of the two."""
     if cfg.bg_power > 0 and cams.shape[0] > 0:
-        return ((1.0 - cams.max(axis=0)) ** cfg.bg_power).astype(np.float32)
-    return np.full(cams.shape[1:], cfg.bg_score, np.float32)
+        cam_bg = ((1.0 - cams.max(axis=0)) ** cfg.bg_power).astype(np.float32)
+    else:
+        cam_bg = np.full(cams.shape[1:], cfg.bg_score, np.float32)
+    if cfg.background == "cam":
+        return cam_bg
+    if prior is None:
+        raise ValueError(f"background {cfg.background!r} needs the built-in prior map; none given")
+    builtin = (1.0 - prior).astype(np.float32)
+    return builtin if cfg.background == "builtin" else ((cam_bg + builtin) / 2).astype(np.float32)
 
 
 def cam_crf_labels(
-    image: np.ndarray, cams: np.ndarray, tag_ids: list[int], cfg: CamCRFConfig
+    image: np.ndarray,
+    cams: np.ndarray,
+    tag_ids: list[int],
+    cfg: CamCRFConfig,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
-    """image HxWx3 uint8 RGB, cams KxHxW float32 in [0, 1], K tag ids -> HxW uint8 labels
-    (0 background, tag id, 255 = ignore where the CRF posterior is below ``confidence``)."""
-    scores = np.concatenate([background_score(cams, cfg)[None], cams])
+    """image HxWx3 uint8 RGB, cams KxHxW float32 in [0, 1], K tag ids (prior: optional HxW
+    built-in foreground prior) -> HxW uint8 labels (0 background, tag id, 255 = ignore where the
+    CRF posterior is below ``confidence``)."""
+    scores = np.concatenate([background_score(cams, cfg, prior)[None], cams])
     probs = scores / np.maximum(scores.sum(axis=0, keepdims=True), 1e-6)
     post = dense_crf(image, probs, cfg.crf)
     labels = np.array([BACKGROUND, *tag_ids], np.uint8)[post.argmax(axis=0)]
@@ -87,14 +118,33 @@ def _work_inputs(image: np.ndarray, cam: np.ndarray | None, n_tags: int, side: i
     return np.ascontiguousarray(small), np.clip(resize_maps(cam, h, w), 0.0, 1.0)
 
 
+def _at(prior: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
+    return None if prior is None else np.clip(resize_maps(prior[None], height, width)[0], 0, 1)
+
+
+def _objectness_cue(small: np.ndarray, prior: np.ndarray | None, cfg: ImageLabelConfig):
+    source = cfg.objectness.saliency_source if cfg.method == "objectness" else "colour"
+    h, w = small.shape[:2]
+    colour = None
+    if source != "builtin":  # the colour cue is the costly one: skip it when unused
+        colour = resize_maps(saliency_map(small, cfg.saliency)[None], h, w)[0]
+    return combine_saliency(colour, _at(prior, h, w), source)
+
+
 def label_image(
-    image: np.ndarray, cam: np.ndarray | None, tag_ids: list[int], cfg: ImageLabelConfig
+    image: np.ndarray,
+    cam: np.ndarray | None,
+    tag_ids: list[int],
+    cfg: ImageLabelConfig,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pseudo-label one image.
 
     image: HxWx3 uint8 RGB at source resolution. cam: KxhXw float32 in [0, 1] at any resolution,
     one map per entry of ``tag_ids``, or None without classifier evidence. tag_ids: label-space
-    indices (>= 1) of the item's tags; empty for a negative image.
+    indices (>= 1) of the item's tags; empty for a negative image. prior: optional hxw float32
+    built-in foreground prior in [0, 1] (pipeline.models.activation_prior) at any resolution,
+    needed only by ``cam_crf.background`` / ``objectness.saliency_source`` "builtin" or "both".
     Returns HxW uint8 at source resolution: 0 = background, tag id = that class, 255 = ignore.
     """
     height, width = image.shape[:2]
@@ -106,9 +156,9 @@ def label_image(
         if cams is None:  # no evidence: a centre prior for the first tag, nothing for the rest
             cams = np.zeros((len(tag_ids), h, w), np.float32)
             cams[0] = centre_prior(h, w, cfg.cam_crf.no_cam_sigma)
-        labels = cam_crf_labels(small, cams, tag_ids, cfg.cam_crf)
+        labels = cam_crf_labels(small, cams, tag_ids, cfg.cam_crf, _at(prior, h, w))
     else:
-        sal = resize_maps(saliency_map(small, cfg.saliency)[None], h, w)[0]
+        sal = _objectness_cue(small, prior, cfg)
         if cfg.method == "objectness":
             labels = objectness_labels(small, sal, cams, tag_ids, cfg.objectness)
         else:

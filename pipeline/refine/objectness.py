@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from pipeline.refine.crf import CRFConfig, dense_crf
+from pipeline.refine.saliency import SALIENCY_SOURCES
 from pipeline.refine.shape import ShapeConfig, clean_foreground
 from pipeline.refine.tag_regions import TagRegionConfig, assign_regions, live_tags
 from pipeline.schema import BACKGROUND, IGNORE
@@ -47,7 +48,15 @@ class ObjectnessConfig:
         default_factory=lambda: ShapeConfig(fill_holes=False, min_component_fraction=0.0)
     )
 
+    saliency_source: str = "colour"  # class-agnostic cue: "colour" (MB+ saliency), "builtin"
+    # (the backbone's own activations, Saleh et al. 2016) or "both" (their mean)
+
     def __post_init__(self) -> None:
+        if self.saliency_source not in SALIENCY_SOURCES:
+            raise ValueError(
+                f"unknown saliency_source {self.saliency_source!r}; expected one of "
+                f"{SALIENCY_SOURCES}"
+            )
         if self.assign not in ASSIGN_MODES:
             raise ValueError(f"unknown assign mode {self.assign!r}; expected one of {ASSIGN_MODES}")
 

@@ -25,6 +25,25 @@ class SaliencyConfig:
     blur: float = 1.0  # Gaussian sigma (px at work_side) applied before the distance transform
 
 
+SALIENCY_SOURCES = ("colour", "builtin", "both")
+
+
+def combine_saliency(
+    colour: np.ndarray | None, builtin: np.ndarray | None, source: str
+) -> np.ndarray:
+    """HxW colour saliency and HxW built-in prior, both float in [0, 1] -> HxW float32
+    objectness cue: one of them (by ``source``), or their mean. The unused one may be None."""
+    if source not in SALIENCY_SOURCES:
+        raise ValueError(f"unknown saliency source {source!r}; expected one of {SALIENCY_SOURCES}")
+    if source == "colour":
+        return colour.astype(np.float32)
+    if builtin is None:
+        raise ValueError(f"saliency source {source!r} needs the built-in prior map; none given")
+    if source == "builtin":
+        return builtin.astype(np.float32)
+    return ((colour + builtin) / 2).astype(np.float32)
+
+
 def resize_maps(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinearly resize KxhXw float maps to KxHxW float32 (K may be 0)."""
     if maps.shape[0] == 0:
