@@ -4,11 +4,13 @@
 
 Workers stream the label set's `labelled` rows (optionally only those whose `confidence` is at least
 `min_confidence`) through Ray Data (`get_dataset_shard("train")`), augment on their device (random
-scale 0.5-2 / crop / flip), train with cross-entropy (255 ignored) under a poly schedule and report a
-checkpoint every epoch. The backbone starts from ImageNet weights (`pretrained`), a weights file or a
-classifier checkpoint (`init_from`), trains at `backbone_lr_mult` of the head's rate and keeps its
-BatchNorm statistics fixed (`freeze_bn`); the weights' origin and sha256 go to the checkpoint and
-MLflow. Training state lives in OUT/train/ (or
+scale 0.5-2 / crop / flip), train with cross-entropy (255 ignored; class-weighted by median frequency
+balancing of the training masks, `class_weighting`) under a poly schedule and report a checkpoint
+every epoch. The decoded, letterboxed set is materialized in the object store once before training
+when it fits a quarter of the cluster's store (`cache_decoded`), else decoded again every epoch.
+The backbone starts from ImageNet weights (`pretrained`), a weights file or a classifier checkpoint
+(`init_from`), trains at `backbone_lr_mult` of the head's rate and keeps its BatchNorm statistics
+fixed (`freeze_bn`); the weights' origin and sha256 go to the checkpoint and MLflow. Training state lives in OUT/train/ (or
 OUT.train/ for a .pt file): running again with the same --out resumes from the last checkpoint and
 continues the same MLflow run. The final model goes to OUT (pipeline.checkpoint format) and to the
 MLflow model registry under `registered_model_name` with alias `candidate`.

@@ -85,9 +85,14 @@ def data(tmp_path_factory):
     return collection, make_label_set(collection, tmp_path_factory.mktemp("labels"))
 
 
-def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path, ray_session):
+def test_train_registers_candidate_and_predict_loads_it(
+    server, data, tmp_path, ray_session, caplog
+):
+    import logging
+
     from mlflow.tracking import MlflowClient
 
+    from pipeline.collection import load_label_space
     from pipeline.config import from_dict
     from pipeline.predict_run import run_predict
     from pipeline.settings import PredictConfig
@@ -106,7 +111,9 @@ def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path, 
             "registered_model_name": "seg-test",
         },
     )
-    result = train_segmenter(labels, str(tmp_path / "model"), cfg)
+    with caplog.at_level(logging.INFO, logger="pipeline.train.segmenter"):
+        result = train_segmenter(labels, str(tmp_path / "model"), cfg)
+    assert "segmenter data: cached" in caplog.text  # a few MB: auto caches on any cluster
     assert result["epochs"] == 2 and 0.0 <= result["val_miou"] <= 1.0
     assert result["registered_model_uri"] == "models:/seg-test@candidate"
     client = MlflowClient(server.uri)
@@ -120,7 +127,12 @@ def test_train_registers_candidate_and_predict_loads_it(server, data, tmp_path, 
         "config.json",
         "confusion_matrix.json",
         "preview_image_pseudolabel_prediction.png",
+        "class_weights.json",
     } <= artifacts
+    weights = client.download_artifacts(run.info.run_id, "class_weights.json", str(tmp_path))
+    recorded = json.loads(Path(weights).read_text())
+    assert recorded["method"] == "median_frequency"
+    assert list(recorded["weights"]) == list(load_label_space(collection))
     assert (tmp_path / "model" / "model.pt").exists()
 
     out = tmp_path / "pred"
