@@ -10,9 +10,9 @@ every epoch. The decoded, letterboxed set is materialized in the object store on
 when it fits a quarter of the cluster's store (`cache_decoded`), else decoded again every epoch.
 The backbone starts from ImageNet weights (`pretrained`), a weights file or a classifier checkpoint
 (`init_from`), trains at `backbone_lr_mult` of the head's rate and keeps its BatchNorm statistics
-fixed (`freeze_bn`); the weights' origin and sha256 go to the checkpoint and MLflow. Training state lives in OUT/train/ (or
-OUT.train/ for a .pt file): running again with the same --out resumes from the last checkpoint and
-continues the same MLflow run. The final model goes to OUT (pipeline.checkpoint format) and to the
+fixed (`freeze_bn`); the weights' origin and sha256 go to the checkpoint and MLflow. Training
+state lives in OUT/train/ (or OUT.train/ for a .pt file): running again with the same --out resumes
+from the last checkpoint and continues the same MLflow run. The final model goes to OUT (pipeline.checkpoint format) and to the
 MLflow model registry under `registered_model_name` with alias `candidate`.
 """
 
