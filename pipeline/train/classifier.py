@@ -3,10 +3,12 @@
     python -c "from pipeline.train.classifier import *; print(train_classifier(
         '../shared/data/dev', 'out/classifier', ClassifierTrainConfig()))"
 
-The driver decodes images and sampled video frames once (frames carry their video's tags; items
-with empty tags are negatives), squashes each to a fixed square and hands them to the workers as a
-Ray Data dataset; workers augment on their device, train with BCE, and rank 0 logs to MLflow and
-writes the final checkpoint (pipeline.checkpoint format) to out_uri.
+The driver lists the usable items (id, uri, kind, tag ids: one small row each, in a seeded order)
+and hands them to Ray Train as a lazy Ray Data dataset whose tasks decode images and sampled video
+frames (frames carry their video's tags; items with empty tags are negatives) into fixed squares;
+no pixel reaches the driver. Workers stream their shard (finetune=head: once, pooling features;
+otherwise a counting pass, then every epoch, augmenting on their device), and rank 0 logs to MLflow
+and writes the final checkpoint (pipeline.checkpoint format) to out_uri.
 Decoding lives in classifier_data.py; the worker loop and average precision in classifier_loop.py;
 ClassifierTrainConfig in config.py; the trainer and where its state lives in common.py.
 """
@@ -17,26 +19,26 @@ import logging
 import time
 from dataclasses import replace
 
-import numpy as np
 import ray
-import torch
 
 from pipeline.collection import read_collection
 from pipeline.tracking import runs as tracking
-from pipeline.train.classifier_data import load_training_set
+from pipeline.train.classifier_data import item_rows, training_dataset
 from pipeline.train.classifier_loop import train_loop
 from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import ClassifierTrainConfig
-from pipeline.train.finetune import positive_weights
 
 log = logging.getLogger(__name__)
 COMMAND = "train-classifier"  # MLflow run names and the webseg.command tag
 
 
-def _pos_weight(targets: np.ndarray, cfg: ClassifierTrainConfig) -> torch.Tensor:
-    if not cfg.class_balanced:
-        return torch.ones(targets.shape[1])
-    return positive_weights(torch.from_numpy(targets), cfg.max_pos_weight)
+def _check_cpus(cfg: ClassifierTrainConfig) -> None:
+    """Warn when the workers would leave no CPU for the decode tasks (training would hang)."""
+    spare = ray.cluster_resources().get("CPU", 0) - cfg.workers * cfg.cpus_per_worker
+    if spare < cfg.data_cpus:
+        log.warning("the Ray cluster has %.2f CPUs beside the %d training workers, fewer than a "
+                    "decode task's data_cpus %.2f: decoding waits for more CPUs",
+                    spare, cfg.workers, cfg.data_cpus)  # fmt: skip
 
 
 def train_classifier(
@@ -56,18 +58,16 @@ def train_classifier(
                   tracking_uri=tracking.prepare_store(
                       tracking.tracking_uri_for(cfg.tracking_uri, out_uri)),
                   storage_path=absolute(cfg.storage_path or state_uri(out_uri)))  # fmt: skip
-    data = load_training_set(collection, cfg)
-    for item_id, reason in data.skipped.items():
-        log.warning("training skips %s: %s", item_id, reason)
-    order = np.random.default_rng(cfg.seed).permutation(len(data.images))
-    rows = [{"image": data.images[i], "target": data.targets[i]} for i in order]
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4 * cfg.workers)))
+    rows = item_rows(collection, cfg)
+    if not rows:
+        raise ValueError(f"no training items in {collection.root} (a collection of videos only "
+                         "needs classifier.video_frames: true)")  # fmt: skip
+    _check_cpus(cfg)
+    dataset = training_dataset(rows, cfg)
+    del rows  # the dataset's blocks hold them now
     loop_config = {"cfg": cfg, "classes": list(collection.classes), "out_uri": out_uri,
-                   "per_worker": len(rows) // cfg.workers, "train_items": len(rows),
-                   "skipped_items": len(data.skipped),
                    "run_name": tracking.run_name(COMMAND, out_uri),
-                   "tags": tracking.run_tags(COMMAND, collection_uri, out_uri),
-                   "pos_weight": _pos_weight(data.targets, cfg)}  # fmt: skip
+                   "tags": tracking.run_tags(COMMAND, collection_uri, out_uri)}  # fmt: skip
     name = f"classifier-{int(time.time())}"
     trainer = make_trainer(
         train_loop,
@@ -79,7 +79,9 @@ def train_classifier(
         num_to_keep=1,
     )
     result = trainer.fit()
-    summary = {k: result.metrics[k] for k in ("map", "per_class_ap", "mlflow_run_id", "model_uri")}
-    summary.update(train_items=len(rows), skipped=data.skipped, wall_s=time.time() - start,
-                   tracking_uri=cfg.tracking_uri)  # fmt: skip
+    for item_id, reason in result.metrics["skipped"].items():
+        log.warning("training skipped %s: %s", item_id, reason)
+    keys = ("map", "per_class_ap", "mlflow_run_id", "model_uri", "train_items", "skipped")
+    summary = {k: result.metrics[k] for k in keys}
+    summary.update(wall_s=time.time() - start, tracking_uri=cfg.tracking_uri)
     return summary

@@ -1,8 +1,12 @@
 """The classifier's Ray Train worker loop (see pipeline/train/classifier.py for the driver side).
 
-Every worker augments and trains with BCE on its Ray Data shard and reports rank 0's weights each
-epoch; rank 0 alone talks to MLflow and writes the final model. Average precision is measured on the
-training items the workers see.
+Every worker streams its Ray Data shard (`get_dataset_shard("train")`, decoded in Ray Data tasks on
+every pass). finetune=head: one pass pools the frozen backbone's features, gathered on every rank,
+and fits the class head on them. Otherwise a first pass counts the rows and positives (schedule and
+class-balanced loss weights), then every worker augments and trains with BCE and reports rank 0's
+weights each epoch. Rank 0 alone talks to MLflow and writes the final model. Items that could not be
+decoded are counted and reported back to the driver. Average precision is measured on the training
+items the workers see.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from pipeline.models.classifier import CamClassifier
 from pipeline.tracking import runs as tracking
 from pipeline.train import finetune
 from pipeline.train.augment import augment_batch, eval_batch
-from pipeline.train.common import concat_across_workers, mean_across_workers
+from pipeline.train.classifier_data import usable
+from pipeline.train.common import (
+    all_gather,
+    concat_across_workers,
+    mean_across_workers,
+    sum_across_workers,
+)
 from pipeline.train.config import ClassifierTrainConfig
 
 log = logging.getLogger(__name__)
@@ -49,17 +59,49 @@ def per_class_ap(
     return {classes[c + 1]: ap for c, ap in enumerate(aps) if not np.isnan(ap)}
 
 
-def _batches(shard, batch_size: int, shuffle_buffer: int, device: torch.device):
-    """Batches of this worker's shard; shuffle_buffer > 0 shuffles locally and drops the last
-    partial batch (BatchNorm cannot train on one sample)."""
+def _batches(shard, batch_size: int, shuffle_buffer: int, device, skipped: dict | None = None):
+    """{"image", "target"} tensor batches of this worker's shard without the marker rows of items
+    that could not be decoded ({item id: reason} go to `skipped`); shuffle_buffer > 0 shuffles
+    locally and drops the last partial batch (BatchNorm cannot train on one sample)."""
     shuffle = shuffle_buffer > 0
-    return shard.iter_torch_batches(
+    for batch in shard.iter_batches(
         batch_size=batch_size,
-        dtypes={"image": torch.uint8, "target": torch.float32},
-        device=device,
+        batch_format="numpy",
         local_shuffle_buffer_size=max(batch_size, shuffle_buffer) if shuffle else None,
         drop_last=shuffle,
-    )
+    ):
+        images, targets, skips = usable(batch)
+        if skipped is not None:
+            skipped.update(skips)
+        if len(images):
+            yield {"image": torch.from_numpy(images).to(device),
+                   "target": torch.from_numpy(targets).to(device)}  # fmt: skip
+
+
+def _totals(rows: int, positives: np.ndarray, skipped: dict, cfg) -> dict:
+    """This worker's counts -> every worker's: {"rows", "skipped", "pos_weight"} (a collective)."""
+    counts = sum_across_workers(np.concatenate([[rows], positives]).astype(np.float64))
+    merged = {k: v for part in all_gather(skipped) for k, v in part.items()}
+    if counts[0] == 0:
+        raise ValueError(
+            f"no usable training items ({len(merged)} skipped; a collection of videos only needs "
+            "classifier.video_frames: true)"
+        )
+    weight = torch.ones(len(positives))
+    if cfg.class_balanced:
+        weight = finetune.balanced_weights(
+            torch.from_numpy(counts[1:]).float(), int(counts[0]), cfg.max_pos_weight
+        )
+    return {"rows": int(counts[0]), "skipped": merged, "pos_weight": weight}
+
+
+def _census(shard, cfg) -> dict:
+    """A pass over the shard before the augmented loop: _totals of the decoded rows."""
+    skipped, rows, positives = {}, 0, np.zeros(cfg.model.num_classes)
+    for batch in _batches(shard, cfg.batch_size, 0, "cpu", skipped):
+        rows += len(batch["target"])
+        positives += batch["target"].sum(dim=0).numpy()
+    return _totals(rows, positives, skipped, cfg)
 
 
 def _warmup_cosine(warmup: int, total: int):
@@ -99,6 +141,8 @@ def _train_epoch(
     finetune.set_train_mode(model, inner.backbone, cfg.freeze_bn and cfg.pretrained != "none")
     losses, scores, targets = [], [], []
     for batch in batches:
+        if len(batch["target"]) < 2:  # marker rows left out of a batch; BatchNorm needs two
+            continue
         images = augment_batch(batch["image"], cfg.image_size, cfg.augment, gen, inner.input_stats)
         logits = model(images)
         loss = F.binary_cross_entropy_with_logits(logits, batch["target"], pos_weight=pos_weight)
@@ -134,31 +178,54 @@ def _map(aps: dict[str, float]) -> float:
     return float(np.mean(list(aps.values()))) if aps else float("nan")
 
 
-def _fit_head(model: CamClassifier, shard, cfg, device, pos_weight) -> dict:
+def _rows(parts: list[torch.Tensor], columns: int) -> np.ndarray:
+    return torch.cat(parts).cpu().numpy() if parts else np.zeros((0, columns), np.float32)
+
+
+def _pool_shard(model: CamClassifier, shard, cfg, device) -> dict:
+    """One pass over this worker's shard: pooled features at head_sizes x flip ("fit", with
+    "fit_targets"), at image_size ("eval", with "targets": the final mAP's inputs) and "skipped"."""
+    fit, fit_targets, evals, targets, skipped = [], [], [], [], {}
+    stats, views = model.input_stats, 2 * len(cfg.head_sizes)
+    for batch in _batches(shard, cfg.batch_size, 0, device, skipped):
+        images = batch["image"]
+        fit.append(finetune.pooled_features(model.backbone, images, cfg.head_sizes, stats))
+        fit_targets.append(batch["target"].repeat(views, 1))
+        evals.append(finetune.pooled(model.backbone, images, cfg.image_size, stats))
+        targets.append(batch["target"])
+    width, classes = model.backbone.out_channels, cfg.model.num_classes
+    return {
+        "fit": _rows(fit, width),
+        "fit_targets": _rows(fit_targets, classes),
+        "eval": _rows(evals, width),
+        "targets": _rows(targets, classes),
+        "skipped": skipped,
+    }
+
+
+def _fit_head(model: CamClassifier, shard, cfg, device) -> tuple[dict, dict, tuple]:
     """finetune=head: pool the frozen backbone's features of every item (sizes x flip) once,
-    gather them from all workers and fit the class head on them (the same fit on every rank)."""
+    gather them from all workers and fit the class head on them (the same fit on every rank).
+    Returns (timings, _totals, (scores, targets) of every worker's items at image_size)."""
     model.eval()
     started = time.time()
-    features, targets = [], []
-    for batch in _batches(shard, cfg.batch_size, 0, device):
-        pooled = finetune.pooled_features(
-            model.backbone, batch["image"], cfg.head_sizes, model.input_stats
-        )
-        features.append(pooled.cpu().numpy())
-        targets.append(batch["target"].repeat(2 * len(cfg.head_sizes), 1).cpu().numpy())
-    features = concat_across_workers(np.concatenate(features))
-    targets = concat_across_workers(np.concatenate(targets))
+    local = _pool_shard(model, shard, cfg, device)
+    totals = _totals(len(local["targets"]), local["targets"].sum(axis=0), local["skipped"], cfg)
+    gathered = {k: concat_across_workers(local[k]) for k in ("fit", "fit_targets", "eval",
+                                                              "targets")}  # fmt: skip
     extracted = time.time() - started
     log.info("classifier head: pooled features of %d views in %.0f s; fitting the head",
-             len(features), extracted)  # fmt: skip
+             len(gathered["fit"]), extracted)  # fmt: skip
     weight = finetune.fit_linear_head(
-        torch.from_numpy(features), torch.from_numpy(targets), pos_weight.cpu(),
-        cfg.head_steps, cfg.head_lr, cfg.weight_decay, cfg.seed,
+        torch.from_numpy(gathered["fit"]), torch.from_numpy(gathered["fit_targets"]),
+        totals["pos_weight"], cfg.head_steps, cfg.head_lr, cfg.weight_decay, cfg.seed,
     )  # fmt: skip
     with torch.no_grad():
         model.classifier.weight.copy_(weight.view_as(model.classifier.weight))
-    return {"features_s": extracted, "head_fit_s": time.time() - started - extracted,
-            "feature_rows": len(features)}  # fmt: skip
+    scores = torch.sigmoid(torch.from_numpy(gathered["eval"]) @ weight.cpu().T).numpy()
+    timings = {"features_s": extracted, "head_fit_s": time.time() - started - extracted,
+               "feature_rows": len(gathered["fit"])}  # fmt: skip
+    return timings, totals, (scores, gathered["targets"])
 
 
 def _report(model, cfg, classes, metrics: dict, rank: int) -> None:
@@ -172,12 +239,12 @@ def _report(model, cfg, classes, metrics: dict, rank: int) -> None:
         ray.train.report(metrics, checkpoint=ckpt)
 
 
-def _finish(model, cfg, classes, config, shard, batch_size, device, run) -> dict:
-    """Final un-augmented pass over the training items; rank 0 writes and logs the model."""
+def _finish(model, cfg, classes, config, scored: tuple, totals: dict, run) -> dict:
+    """mAP of every worker's un-augmented (scores, targets); rank 0 writes and logs the model."""
     out_uri = config["out_uri"]
-    scores, targets = _evaluate(model, _batches(shard, batch_size, 0, device), cfg)
-    aps = per_class_ap(concat_across_workers(scores), concat_across_workers(targets), classes)
-    final = {"map": _map(aps), "per_class_ap": aps, "model_uri": out_uri, "mlflow_run_id": None}
+    aps = per_class_ap(*scored, classes)
+    final = {"map": _map(aps), "per_class_ap": aps, "model_uri": out_uri, "mlflow_run_id": None,
+             "train_items": totals["rows"], "skipped": totals["skipped"]}  # fmt: skip
     if run:
         tracking.log_metrics(
             {"train_map": final["map"]} | {f"train_ap.{k}": v for k, v in aps.items()}
@@ -196,15 +263,19 @@ def _start_run(cfg, config: dict, weights: dict | None):
         cfg.tracking_uri, cfg.experiment, config.get("run_name"), tags=config.get("tags")
     )
     tracking.log_config(cfg)
-    mlflow.log_params({k: config[k] for k in ("train_items", "skipped_items")})
     weights = weights or {"origin": "none (random init)", "sha256": ""}
     mlflow.log_params({"weights_origin": weights["origin"], "weights_sha256": weights["sha256"]})
     return run
 
 
-def _train_epochs(model, cfg, classes, config, shard, device, rank, world, run) -> None:
+def _log_totals(totals: dict, run) -> None:
+    if run:
+        mlflow.log_params({"train_items": totals["rows"], "skipped_items": len(totals["skipped"])})
+
+
+def _train_epochs(model, cfg, classes, totals, shard, device, rank, world, run):
     """The augmented training loop (finetune frozen / partial / full)."""
-    per_worker = config["per_worker"]
+    per_worker = totals["rows"] // world
     model = ray.train.torch.prepare_model(model)
     optimizer = _optimizer(checkpoint.unwrap(model), cfg)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
@@ -212,7 +283,7 @@ def _train_epochs(model, cfg, classes, config, shard, device, rank, world, run) 
     steps = max(1, per_worker // batch_size)
     schedule = _warmup_cosine(cfg.warmup_epochs * steps, cfg.epochs * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    pos_weight = config["pos_weight"].to(device)
+    pos_weight = totals["pos_weight"].to(device)
     for epoch in range(cfg.epochs):
         start = time.time()
         batches = _batches(shard, batch_size, per_worker, device)
@@ -247,12 +318,16 @@ def train_loop(config: dict) -> None:
     run = _start_run(cfg, config, weights) if rank == 0 else None
     if cfg.finetune == "head":
         model = model.to(device)
-        timings = _fit_head(model, shard, cfg, device, config["pos_weight"].to(device))
+        timings, totals, scored = _fit_head(model, shard, cfg, device)
+        _log_totals(totals, run)
         if run:
             tracking.log_metrics(timings)
         _report(model, cfg, classes, timings, rank)
     else:
-        model = _train_epochs(model, cfg, classes, config, shard, device, rank, world, run)
-    batch_size = max(2, cfg.batch_size // world)
-    final = _finish(model, cfg, classes, config, shard, batch_size, device, run)
+        totals = _census(shard, cfg)
+        _log_totals(totals, run)
+        model = _train_epochs(model, cfg, classes, totals, shard, device, rank, world, run)
+        batches = _batches(shard, max(2, cfg.batch_size // world), 0, device)
+        scored = tuple(concat_across_workers(a) for a in _evaluate(model, batches, cfg))
+    final = _finish(model, cfg, classes, config, scored, totals, run)
     _report(model, cfg, classes, final, rank)

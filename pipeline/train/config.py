@@ -49,6 +49,8 @@ class ClassifierTrainConfig:
     store_scale: float = 1.25  # decoded items are kept at image_size * store_scale, squashed square
     workers: int = 2  # Ray Train workers (data-parallel)
     cpus_per_worker: float = 1.0  # logical CPUs each worker reserves; torch threads follow it
+    data_cpus: float = 0.5  # logical CPUs per Ray Data decode task (the cluster needs this much
+    # beside workers * cpus_per_worker, or decoding never starts)
     use_gpu: bool | str = "auto"  # True, False or "auto" (GPUs in ray.cluster_resources())
     video_frames: bool = False  # train on sampled video frames with their video's tags. Off: an
     # intro shot carries the tag too, and a head on frozen features memorises it, so the frame

@@ -62,8 +62,12 @@ def set_train_mode(model: nn.Module, backbone: nn.Module, freeze_bn: bool) -> No
 def positive_weights(targets: torch.Tensor, max_weight: float) -> torch.Tensor:
     """(N, C) multi-hot -> (C,) BCE pos_weight = negatives / positives, clipped to
     [1, max_weight]: rare classes count as much as common ones."""
-    positives = targets.sum(dim=0)
-    negatives = targets.shape[0] - positives
+    return balanced_weights(targets.sum(dim=0), targets.shape[0], max_weight)
+
+
+def balanced_weights(positives: torch.Tensor, rows: int, max_weight: float) -> torch.Tensor:
+    """positive_weights from counts: (C,) positives per class among `rows` rows -> (C,)."""
+    negatives = rows - positives
     return (negatives / positives.clamp_min(1.0)).clamp(1.0, max_weight)
 
 
@@ -81,7 +85,7 @@ def fit_linear_head(
     features (N, D) float32, targets (N, C) {0, 1} -> weight (C, D) float32. A 1x1 conv with
     this weight on the feature map gives the CAMs, and their mean gives these logits (GAP)."""
     generator = torch.Generator().manual_seed(seed)
-    weight = (torch.randn(targets.shape[1], features.shape[1], generator=generator) * 0.01)
+    weight = torch.randn(targets.shape[1], features.shape[1], generator=generator) * 0.01
     weight = weight.to(features.device).requires_grad_(True)
     optimizer = torch.optim.Adam([weight], lr=lr, weight_decay=weight_decay)
     for _ in range(steps):
@@ -106,3 +110,10 @@ def pooled_features(
         for view in (x, x.flip(-1)):
             out.append(backbone(view).mean(dim=(2, 3)))
     return torch.cat(out)
+
+
+@torch.inference_mode()
+def pooled(backbone: nn.Module, images: torch.Tensor, size: int, stats) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, D) globally pooled backbone features at one square size: with a
+    bias-free head W on GAP, the classifier's logits are these @ W.T."""
+    return backbone(eval_batch(images, size, stats)).mean(dim=(2, 3))
