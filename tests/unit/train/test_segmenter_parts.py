@@ -79,3 +79,21 @@ def test_config_defaults_and_validation():
         SegmenterTrainConfig(cache_decoded="yes")
     with pytest.raises(ValueError, match="max_class_weight"):
         SegmenterTrainConfig(max_class_weight=0.5)
+
+
+def test_training_masks_reads_every_mask_and_skips_unreadable(tmp_path):
+    import json
+
+    import cv2
+    import numpy as np
+
+    from pipeline.train.segmenter_data import training_masks
+
+    good = tmp_path / "a.png"
+    cv2.imwrite(str(good), np.full((3, 4), 2, np.uint8))
+    sources = [
+        {"masks": json.dumps([str(good), str(tmp_path / "missing.png")])},
+        {"masks": json.dumps([str(good)])},
+    ]
+    masks = list(training_masks(sources))
+    assert len(masks) == 2 and masks[0].shape == (3, 4) and masks[0].dtype == np.uint8
