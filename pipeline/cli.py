@@ -31,7 +31,8 @@ from collections.abc import Callable
 from importlib import metadata
 
 from pipeline import summary
-from pipeline.logs import LEVELS, configure_logging
+from pipeline.logs import LEVELS, configure_logging, ray_logs_wanted
+from pipeline.stderr_filter import filtered_stderr
 from pipeline.progress import stage
 
 log = logging.getLogger("webseg")
@@ -194,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     _answer_version_early(argv)
     args = build_parser().parse_args(argv)
     _configure(args)
+    # only as a program (argv from sys.argv): callers of main([...]) keep their stderr untouched
+    if argv is None and not ray_logs_wanted():
+        with filtered_stderr():
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     handler: Callable[[argparse.Namespace], object] = args.handler
     started = time.monotonic()
     in_main_thread = threading.current_thread() is threading.main_thread()
