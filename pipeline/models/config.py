@@ -40,7 +40,7 @@ class DeepLabConfig:
     head: str = "deeplabv3"  # deeplabv3 | deeplabv3plus | pspnet | fcn | danet | fastfcn
     aspp_rates: tuple[int, ...] = (6, 12, 18)  # atrous rates at output stride 16; doubled at 8
     aspp_channels: int = 128  # channels of every ASPP branch and projection (other heads: width)
-    dropout: float = 0.1  # dropout after the ASPP projection, training only
+    dropout: float = 0.1  # before the classifier (ASPP heads: after the projection), training only
     num_classes: int = 21  # label-space size incl. background (set from the label set)
 
     def __post_init__(self) -> None:
