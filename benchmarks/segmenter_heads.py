@@ -1,5 +1,5 @@
-"""Segmenter heads (`segmenter.model.head`) side by side: parameters and CPU forward speed, and
-optionally quality after training each through the real CLI.
+"""Segmenter heads (`segmenter.model.head`) side by side: parameters, forward GFLOPs and CPU
+forward speed, and optionally quality after training each through the real CLI.
 
 Speed: one thread (torch.set_num_threads(1)), eval mode, batch 1 at --size (320) px, the shipped
 segmenter config (EfficientNet-Lite0, output stride 16, 128 channels, 21 classes) but for the head.
@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.models.config import HEADS, DeepLabConfig
 from pipeline.models.deeplab import DeepLabV3
@@ -63,6 +64,14 @@ def parameter_counts(model: DeepLabV3) -> dict[str, int]:
     backbone, head = model.param_groups()
     return {"params": sum(p.numel() for p in backbone + head),
             "head_params": sum(p.numel() for p in head)}  # fmt: skip
+
+
+def gflops(model: DeepLabV3, size: int) -> float:
+    """Forward GFLOPs at size x size (torch's counter: convolutions and matmuls, 2 per MAC);
+    unlike the timings, independent of the machine's load."""
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(torch.randn(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
 
 
 def _seconds(model: DeepLabV3, x: torch.Tensor) -> tuple[float, float]:
@@ -139,7 +148,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     models = {head: build(head, args.backbone) for head in args.heads}
     speed = time_heads(models, args.size, args.warmup, args.rounds)
-    rows = {head: {**parameter_counts(model), **speed[head]} for head, model in models.items()}
+    rows = {
+        head: {**parameter_counts(model), "gflops": gflops(model, args.size), **speed[head]}
+        for head, model in models.items()
+    }
     if args.train_labels:
         for head in args.heads:
             rows[head].update(train_and_score(head, args))
