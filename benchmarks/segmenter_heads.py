@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
         for head in args.heads:
             rows[head].update(train_and_score(head, args))
     print(table(rows))
-    setup = {k: getattr(args, k) for k in ("backbone", "size", "warmup", "rounds", "epochs")}
+    keys = ("backbone", "size", "warmup", "rounds") + (("epochs",) if args.train_labels else ())
+    setup = {k: getattr(args, k) for k in keys}
     result = {"setup": {**setup, "threads": 1, "torch": torch.__version__}, "heads": rows}
     Path(args.json_out).write_text(json.dumps(result, indent=2))
     return result
