@@ -105,8 +105,16 @@ def _rates(times: list[tuple[float, float]]) -> dict[str, float]:
 def _webseg(*args: str) -> dict:
     command = [str(Path(sys.executable).with_name("webseg")), *args, "--json", "--quiet"]
     print("$", " ".join(command), flush=True)
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{args[0]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return last_json(done.stdout)
+
+
+def last_json(text: str) -> dict:
+    """The JSON result a `webseg --json` command ends its stdout with (anything may precede it)."""
+    start = 0 if text.startswith("{") else text.rindex("\n{") + 1
+    return json.loads(text[start:])
 
 
 def train_and_score(head: str, args: argparse.Namespace) -> dict:
