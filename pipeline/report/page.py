@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +111,14 @@ def _item_score(pred: np.ndarray, gt: np.ndarray, is_frame: bool) -> str:
     return f"mIoU {100 * cm.miou():.1f}"
 
 
+def item_anchor(name: str) -> str:
+    """The id of an item's row (report.html#item-photo_chelsea links to it)."""
+    return "item-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+
+
 def _caption(row: dict, mask: np.ndarray, gt: np.ndarray | None) -> str:
-    text = f"<b>{escape_html(_row_name(row))}</b><br>tags: {escape_html(', '.join(row[schema.TAGS] or []))}"
+    name = _row_name(row)
+    text = f"<b id='{escape_html(item_anchor(name))}'>{escape_html(name)}</b><br>tags: {escape_html(', '.join(row[schema.TAGS] or []))}"
     text += f"<br>scores: {escape_html(scores_text(row.get(schema.SCORES)))}"
     if gt is not None:
         text += f"<br>{_item_score(mask, gt, row.get(schema.FRAME_INDEX) is not None)}"
