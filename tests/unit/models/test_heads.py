@@ -167,3 +167,27 @@ def test_imagenet_weights_load_strictly_under_any_head(head):
     model = DeepLabV3(DeepLabConfig(head=head, aspp_channels=16, num_classes=4))
     info = init_backbone(model, None, "imagenet")
     assert info is not None and info.origin.startswith("package:efficientnet-lite0")
+
+
+@pytest.mark.parametrize("head", ["deeplabv3plus", "danet", "fastfcn"])
+def test_one_training_step_through_the_segmenter_loop(head):
+    from pipeline.train.config import SegmenterTrainConfig
+    from pipeline.train.segmenter_loop import _build, _train_epoch
+
+    cfg = SegmenterTrainConfig(
+        model=replace(TINY, head=head, num_classes=4), pretrained="none", crop_size=48,
+        batch_size=2, store_size=64, amp=False, epochs=1,
+    )  # fmt: skip
+    model, optimizer, _ = _build(cfg, None)
+    before = [p.detach().clone() for p in model.decoder.parameters()]
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        "image": torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8, generator=generator),
+        "mask": torch.randint(0, 4, (2, 64, 64), dtype=torch.uint8, generator=generator),
+    }
+    schedule = {"step": 0, "total": 1, "base_lrs": [cfg.lr, cfg.lr]}
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    loss, seen = _train_epoch(model, optimizer, scaler, [batch], cfg, generator, schedule, None)
+    assert seen == 2 and 0 < loss < float("inf")
+    moved = [not torch.equal(b, p) for b, p in zip(before, model.decoder.parameters(), strict=True)]
+    assert all(moved)  # (DANet's query / key by weight decay alone: gamma is 0 at step 1)
