@@ -77,7 +77,8 @@ def weighted_segmentation_loss(
         logits, target, weight=weight, ignore_index=ignore_index, reduction="sum"
     )
     valid = target != ignore_index
-    norm = weight[target[valid]].sum()
+    # indexing by a mask would sync the GPU every step; a multiply by it does not
+    norm = (weight[target.masked_fill(~valid, 0)] * valid).sum()
     return total / norm.clamp(min=torch.finfo(norm.dtype).tiny)
 
 
