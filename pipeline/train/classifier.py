@@ -23,7 +23,7 @@ import ray
 
 from pipeline.collection import read_collection
 from pipeline.tracking import runs as tracking
-from pipeline.train.classifier_data import item_rows, training_dataset
+from pipeline.train.classifier_data import item_rows, training_datasets
 from pipeline.train.classifier_loop import train_loop
 from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import ClassifierTrainConfig
@@ -63,8 +63,8 @@ def train_classifier(
         raise ValueError(f"no training items in {collection.root} (a collection of videos only "
                          "needs classifier.video_frames: true)")  # fmt: skip
     _check_cpus(cfg)
-    dataset = training_dataset(rows, cfg)
-    del rows  # the dataset's blocks hold them now
+    datasets = training_datasets(rows, cfg)
+    del rows  # the datasets' blocks hold them now
     loop_config = {"cfg": cfg, "classes": list(collection.classes), "out_uri": out_uri,
                    "run_name": tracking.run_name(COMMAND, out_uri),
                    "tags": tracking.run_tags(COMMAND, collection_uri, out_uri)}  # fmt: skip
@@ -72,7 +72,7 @@ def train_classifier(
     trainer = make_trainer(
         train_loop,
         loop_config,
-        dataset,
+        datasets,
         cfg,
         name=name,
         storage_path=cfg.storage_path,

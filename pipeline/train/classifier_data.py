@@ -98,19 +98,28 @@ def usable(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[s
     return batch["image"][keep], batch["target"][keep], skipped
 
 
-def training_dataset(rows: list[dict], cfg: ClassifierTrainConfig) -> ray.data.Dataset:
-    """Item rows -> a lazy Ray Data dataset of decode_rows rows (decoded in Ray Data tasks, again
-    on every pass over it: nothing is materialised)."""
+def _decoded(row: dict) -> bool:
+    return row["skip"] == ""
+
+
+def training_datasets(rows: list[dict], cfg: ClassifierTrainConfig) -> dict[str, ray.data.Dataset]:
+    """Item rows -> lazy Ray Data datasets of decode_rows rows (decoded in Ray Data tasks, again
+    on every pass: nothing is materialised). finetune=head: {"train"} with the marker rows (one
+    pass); otherwise {"census"} with them and {"train"} without (DDP needs every worker to see
+    the same number of batches, which the equal split guarantees only for a marker-free stream)."""
     blocks = max(1, min(len(rows), -(-len(rows) // ITEMS_PER_BLOCK)))
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     kwargs = {"size": store_size(cfg), "frame_stride": cfg.video_frame_stride,
               "max_frames": cfg.max_frames_per_video}  # fmt: skip
-    return dataset.flat_map(decode_rows, fn_kwargs=kwargs, num_cpus=cfg.data_cpus)
+    decoded = dataset.flat_map(decode_rows, fn_kwargs=kwargs, num_cpus=cfg.data_cpus)
+    if cfg.finetune == "head":
+        return {"train": decoded}
+    return {"census": decoded, "train": decoded.filter(_decoded)}
 
 
 def load_training_set(collection: Collection, cfg: ClassifierTrainConfig) -> TrainingSet:
     """Every usable item decoded here, in one process (tests and small collections; training
-    streams the same rows through training_dataset instead)."""
+    streams the same rows through training_datasets instead)."""
     decoded = [r for row in item_rows(collection, cfg) for r in decode_rows(
         row, store_size(cfg), cfg.video_frame_stride, cfg.max_frames_per_video)]  # fmt: skip
     if not decoded:

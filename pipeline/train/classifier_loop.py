@@ -1,12 +1,13 @@
 """The classifier's Ray Train worker loop (see pipeline/train/classifier.py for the driver side).
 
-Every worker streams its Ray Data shard (`get_dataset_shard("train")`, decoded in Ray Data tasks on
-every pass). finetune=head: one pass pools the frozen backbone's features, gathered on every rank,
-and fits the class head on them. Otherwise a first pass counts the rows and positives (schedule and
-class-balanced loss weights), then every worker augments and trains with BCE and reports rank 0's
-weights each epoch. Rank 0 alone talks to MLflow and writes the final model. Items that could not be
-decoded are counted and reported back to the driver. Average precision is measured on the training
-items the workers see.
+Every worker streams its Ray Data shards (decoded in Ray Data tasks on every pass). finetune=head:
+one pass over `get_dataset_shard("train")` pools the frozen backbone's features, gathered on every
+rank, and fits the class head on them. Otherwise a first pass over the "census" shard counts the
+rows and positives (schedule and class-balanced loss weights), then every worker augments and
+trains with BCE on its "train" shard and reports rank 0's weights each epoch. Rank 0 alone talks to
+MLflow and writes the final model. Items that could not be decoded reach the workers as marker rows:
+left out, and reported back to the driver. Average precision is measured on the training items the
+workers see.
 """
 
 from __future__ import annotations
@@ -141,8 +142,6 @@ def _train_epoch(
     finetune.set_train_mode(model, inner.backbone, cfg.freeze_bn and cfg.pretrained != "none")
     losses, scores, targets = [], [], []
     for batch in batches:
-        if len(batch["target"]) < 2:  # marker rows left out of a batch; BatchNorm needs two
-            continue
         images = augment_batch(batch["image"], cfg.image_size, cfg.augment, gen, inner.input_stats)
         logits = model(images)
         loss = F.binary_cross_entropy_with_logits(logits, batch["target"], pos_weight=pos_weight)
@@ -324,7 +323,7 @@ def train_loop(config: dict) -> None:
             tracking.log_metrics(timings)
         _report(model, cfg, classes, timings, rank)
     else:
-        totals = _census(shard, cfg)
+        totals = _census(ray.train.get_dataset_shard("census"), cfg)
         _log_totals(totals, run)
         model = _train_epochs(model, cfg, classes, totals, shard, device, rank, world, run)
         batches = _batches(shard, max(2, cfg.batch_size // world), 0, device)

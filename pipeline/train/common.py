@@ -38,7 +38,7 @@ def absolute(uri: str) -> str:
 def make_trainer(
     train_loop: Callable[[dict], None],
     loop_config: dict,
-    dataset: ray.data.Dataset,
+    dataset: ray.data.Dataset | dict[str, ray.data.Dataset],
     cfg: ClassifierTrainConfig | SegmenterTrainConfig,
     *,
     name: str,
@@ -47,8 +47,9 @@ def make_trainer(
 ) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer running train_loop(loop_config) on cfg.workers workers of
     cfg.cpus_per_worker CPUs, with GPUs by cfg.use_gpu ('auto': whether the Ray cluster has any);
-    `dataset` is the workers' "train" shard. Run `name` keeps its state and last num_to_keep
-    checkpoints under storage_path (absolute, see `absolute`); Ray Train logs at train_log_level."""
+    `dataset` is the workers' "train" shard (or {name: dataset}, each split across the workers).
+    Run `name` keeps its state and last num_to_keep checkpoints under storage_path (absolute, see
+    `absolute`); Ray Train logs at train_log_level."""
     return ray.train.torch.TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -63,7 +64,7 @@ def make_trainer(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep),
             logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
         ),
-        datasets={"train": dataset},
+        datasets=dataset if isinstance(dataset, dict) else {"train": dataset},
     )
 
 
