@@ -77,6 +77,7 @@ def train_classifier(
         name=name,
         storage_path=cfg.storage_path,
         num_to_keep=1,
+        split=["train"],
     )
     result = trainer.fit()
     for item_id, reason in result.metrics["skipped"].items():

@@ -104,16 +104,14 @@ def _decoded(row: dict) -> bool:
 
 def training_datasets(rows: list[dict], cfg: ClassifierTrainConfig) -> dict[str, ray.data.Dataset]:
     """Item rows -> lazy Ray Data datasets of decode_rows rows (decoded in Ray Data tasks, again
-    on every pass: nothing is materialised). finetune=head: {"train"} with the marker rows (one
-    pass); otherwise {"census"} with them and {"train"} without (DDP needs every worker to see
-    the same number of batches, which the equal split guarantees only for a marker-free stream)."""
+    on every pass: nothing is materialised): {"train"} without the marker rows, split equally
+    across the workers, and {"census"} with them, read whole by one worker to count the rows and
+    the skipped items (an equal split of it could drop a decoded row for a marker)."""
     blocks = max(1, min(len(rows), -(-len(rows) // ITEMS_PER_BLOCK)))
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     kwargs = {"size": store_size(cfg), "frame_stride": cfg.video_frame_stride,
               "max_frames": cfg.max_frames_per_video}  # fmt: skip
     decoded = dataset.flat_map(decode_rows, fn_kwargs=kwargs, num_cpus=cfg.data_cpus)
-    if cfg.finetune == "head":
-        return {"train": decoded}
     return {"census": decoded, "train": decoded.filter(_decoded)}
 
 

@@ -1,12 +1,12 @@
 """The classifier's Ray Train worker loop (see pipeline/train/classifier.py for the driver side).
 
-Every worker streams its Ray Data shards (decoded in Ray Data tasks on every pass). finetune=head:
-one pass over `get_dataset_shard("train")` pools the frozen backbone's features, gathered on every
-rank, and fits the class head on them. Otherwise a first pass over the "census" shard counts the
-rows and positives (schedule and class-balanced loss weights), then every worker augments and
-trains with BCE on its "train" shard and reports rank 0's weights each epoch. Rank 0 alone talks to
-MLflow and writes the final model. Items that could not be decoded reach the workers as marker rows:
-left out, and reported back to the driver. Average precision is measured on the training items the
+Workers stream Ray Data shards, decoded in Ray Data tasks on every pass. First rank 0 reads the
+whole "census" dataset, in which items that could not be decoded are marker rows: the row count,
+positives per class (class-balanced loss weights, schedule) and skipped items go to every rank.
+finetune=head: one pass over each worker's `get_dataset_shard("train")` pools the frozen backbone's
+features, gathered on every rank, and fits the class head on them. Otherwise every worker augments
+and trains with BCE on its "train" shard each epoch and reports rank 0's weights. Rank 0 alone
+talks to MLflow and writes the final model. Average precision is measured on the training items the
 workers see.
 """
 
@@ -96,10 +96,12 @@ def _totals(rows: int, positives: np.ndarray, skipped: dict, cfg) -> dict:
     return {"rows": int(counts[0]), "skipped": merged, "pos_weight": weight}
 
 
-def _census(shard, cfg) -> dict:
-    """A pass over the shard before the augmented loop: _totals of the decoded rows."""
+def _census(census, cfg, rank: int = 0) -> dict:
+    """Rank 0 reads the whole (unsplit) census dataset once: _totals of its decoded rows, on
+    every rank."""
     skipped, rows, positives = {}, 0, np.zeros(cfg.model.num_classes)
-    for batch in _batches(shard, cfg.batch_size, 0, "cpu", skipped):
+    batches = _batches(census, cfg.batch_size, 0, "cpu", skipped) if rank == 0 else ()
+    for batch in batches:
         rows += len(batch["target"])
         positives += batch["target"].sum(dim=0).numpy()
     return _totals(rows, positives, skipped, cfg)
@@ -183,10 +185,10 @@ def _rows(parts: list[torch.Tensor], columns: int) -> np.ndarray:
 
 def _pool_shard(model: CamClassifier, shard, cfg, device) -> dict:
     """One pass over this worker's shard: pooled features at head_sizes x flip ("fit", with
-    "fit_targets"), at image_size ("eval", with "targets": the final mAP's inputs) and "skipped"."""
-    fit, fit_targets, evals, targets, skipped = [], [], [], [], {}
+    "fit_targets") and at image_size ("eval", with "targets": the final mAP's inputs)."""
+    fit, fit_targets, evals, targets = [], [], [], []
     stats, views = model.input_stats, 2 * len(cfg.head_sizes)
-    for batch in _batches(shard, cfg.batch_size, 0, device, skipped):
+    for batch in _batches(shard, cfg.batch_size, 0, device):
         images = batch["image"]
         fit.append(finetune.pooled_features(model.backbone, images, cfg.head_sizes, stats))
         fit_targets.append(batch["target"].repeat(views, 1))
@@ -198,18 +200,16 @@ def _pool_shard(model: CamClassifier, shard, cfg, device) -> dict:
         "fit_targets": _rows(fit_targets, classes),
         "eval": _rows(evals, width),
         "targets": _rows(targets, classes),
-        "skipped": skipped,
     }
 
 
-def _fit_head(model: CamClassifier, shard, cfg, device) -> tuple[dict, dict, tuple]:
+def _fit_head(model: CamClassifier, shard, cfg, device, pos_weight) -> tuple[dict, tuple]:
     """finetune=head: pool the frozen backbone's features of every item (sizes x flip) once,
     gather them from all workers and fit the class head on them (the same fit on every rank).
-    Returns (timings, _totals, (scores, targets) of every worker's items at image_size)."""
+    Returns (timings, (scores, targets) of every worker's items at image_size)."""
     model.eval()
     started = time.time()
     local = _pool_shard(model, shard, cfg, device)
-    totals = _totals(len(local["targets"]), local["targets"].sum(axis=0), local["skipped"], cfg)
     gathered = {k: concat_across_workers(local[k]) for k in ("fit", "fit_targets", "eval",
                                                               "targets")}  # fmt: skip
     extracted = time.time() - started
@@ -217,14 +217,14 @@ def _fit_head(model: CamClassifier, shard, cfg, device) -> tuple[dict, dict, tup
              len(gathered["fit"]), extracted)  # fmt: skip
     weight = finetune.fit_linear_head(
         torch.from_numpy(gathered["fit"]), torch.from_numpy(gathered["fit_targets"]),
-        totals["pos_weight"], cfg.head_steps, cfg.head_lr, cfg.weight_decay, cfg.seed,
+        pos_weight, cfg.head_steps, cfg.head_lr, cfg.weight_decay, cfg.seed,
     )  # fmt: skip
     with torch.no_grad():
         model.classifier.weight.copy_(weight.view_as(model.classifier.weight))
     scores = torch.sigmoid(torch.from_numpy(gathered["eval"]) @ weight.cpu().T).numpy()
     timings = {"features_s": extracted, "head_fit_s": time.time() - started - extracted,
                "feature_rows": len(gathered["fit"])}  # fmt: skip
-    return timings, totals, (scores, gathered["targets"])
+    return timings, (scores, gathered["targets"])
 
 
 def _report(model, cfg, classes, metrics: dict, rank: int) -> None:
@@ -315,16 +315,15 @@ def train_loop(config: dict) -> None:
     config = {**config, "weights": weights}
     shard = ray.train.get_dataset_shard("train")
     run = _start_run(cfg, config, weights) if rank == 0 else None
+    totals = _census(ray.train.get_dataset_shard("census"), cfg, rank)
+    _log_totals(totals, run)
     if cfg.finetune == "head":
         model = model.to(device)
-        timings, totals, scored = _fit_head(model, shard, cfg, device)
-        _log_totals(totals, run)
+        timings, scored = _fit_head(model, shard, cfg, device, totals["pos_weight"])
         if run:
             tracking.log_metrics(timings)
         _report(model, cfg, classes, timings, rank)
     else:
-        totals = _census(ray.train.get_dataset_shard("census"), cfg)
-        _log_totals(totals, run)
         model = _train_epochs(model, cfg, classes, totals, shard, device, rank, world, run)
         batches = _batches(shard, max(2, cfg.batch_size // world), 0, device)
         scored = tuple(concat_across_workers(a) for a in _evaluate(model, batches, cfg))

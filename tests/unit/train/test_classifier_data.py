@@ -110,7 +110,7 @@ def _shard(collection, size, broken: int = 1):
     return _Shard([d for r in rows for d in decode_rows(r, size, 1, 4)]), rows
 
 
-def test_worker_census_counts_decoded_rows_and_reports_skipped(collection):
+def test_census_counts_decoded_rows_and_reports_skipped_on_rank_0_only(collection):
     from pipeline.train.classifier_loop import _batches, _census
 
     shard, rows = _shard(collection, 16)
@@ -120,6 +120,8 @@ def test_worker_census_counts_decoded_rows_and_reports_skipped(collection):
     assert torch.equal(
         totals["pos_weight"], positive_weights(torch.tensor(np.stack(decoded)), 30.0)
     )
+    with pytest.raises(ValueError, match="no usable"):  # rank 1 reads nothing; alone here
+        _census(None, ClassifierTrainConfig(model=ModelConfig(num_classes=2)), rank=1)
     sizes = [len(b["target"]) for b in _batches(shard, 4, 0, "cpu")]
     assert sizes == [3, 2]  # the marker row left out of the first batch
 
@@ -144,8 +146,8 @@ def test_head_scores_from_pooled_features_equal_the_model_on_the_images(collecti
     torch.manual_seed(0)
     model = CamClassifier(model_cfg)
     shard, _ = _shard(collection, 48)
-    timings, totals, (scores, targets) = _fit_head(model, shard, cfg, "cpu")
-    assert totals["rows"] == len(scores) == len(targets) == 5 and timings["feature_rows"] == 10
+    timings, (scores, targets) = _fit_head(model, shard, cfg, "cpu", torch.ones(2))
+    assert len(scores) == len(targets) == 5 and timings["feature_rows"] == 10
     images = torch.from_numpy(np.stack([r["image"] for r in shard.rows if not r["skip"]]))
     with torch.inference_mode():
         direct = torch.sigmoid(model.eval()(eval_batch(images, 32, model.input_stats)))
