@@ -83,3 +83,22 @@ class PseudoLabelConfig:
     video: VideoConfig = field(default_factory=VideoConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        offline = builtin_prior_options(self.image)
+        if offline:
+            raise ValueError(
+                f"{', '.join(offline)}: the built-in foreground prior is measured offline only "
+                "(benchmarks/builtin_prior.py; it did not help, docs/quality.md): the pipeline's "
+                "CAM stage does not compute it"
+            )
+
+
+def builtin_prior_options(image: ImageLabelConfig) -> list[str]:
+    """The image settings that need the built-in foreground prior map, as dotted keys."""
+    uses = {
+        "image.cam_crf.background": image.cam_crf.background != "cam",
+        "image.objectness.saliency_source": image.objectness.saliency_source != "colour",
+        "image.dsrg.cues.saliency_source": image.dsrg.cues.saliency_source != "colour",
+    }
+    return [key for key, used in uses.items() if used]

@@ -63,3 +63,16 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_flatten_gives_dotted_keys():
     assert flatten(Outer())["inner.size"] == 3
+
+
+def test_builtin_prior_options_are_refused_by_the_pipeline_config():
+    from pipeline.label_config import PseudoLabelConfig
+    from pipeline.refine.image_labeller import CamCRFConfig, ImageLabelConfig
+    from pipeline.refine.objectness import ObjectnessConfig
+
+    offline = ImageLabelConfig(cam_crf=CamCRFConfig(background="both"))  # fine for a benchmark
+    with pytest.raises(ValueError, match="image.cam_crf.background: the built-in"):
+        PseudoLabelConfig(image=offline)
+    with pytest.raises(ValueError, match="image.objectness.saliency_source"):
+        PseudoLabelConfig(image=ImageLabelConfig(objectness=ObjectnessConfig(saliency_source="builtin")))
+    assert PseudoLabelConfig().image.cam_crf.background == "cam"
