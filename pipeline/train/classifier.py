@@ -4,11 +4,12 @@
         '../shared/data/dev', 'out/classifier', ClassifierTrainConfig()))"
 
 The driver lists the usable items (id, uri, kind, tag ids: one small row each, in a seeded order)
-and hands them to Ray Train as a lazy Ray Data dataset whose tasks decode images and sampled video
-frames (frames carry their video's tags; items with empty tags are negatives) into fixed squares;
-no pixel reaches the driver. Workers stream their shard (finetune=head: once, pooling features;
-otherwise a counting pass, then every epoch, augmenting on their device), and rank 0 logs to MLflow
-and writes the final checkpoint (pipeline.checkpoint format) to out_uri.
+as a lazy Ray Data dataset whose tasks decode images and sampled video frames (frames carry their
+video's tags; items with empty tags are negatives) into fixed squares; no pixel reaches the driver.
+A first pass in Ray Data counts the rows, the positives per class and the items that could not be
+decoded (one summary row per batch reaches the driver). Ray Train workers then stream their shard
+(finetune=head: once, pooling features; otherwise every epoch, augmenting on their device), and
+rank 0 logs to MLflow and writes the final checkpoint (pipeline.checkpoint format) to out_uri.
 Decoding lives in classifier_data.py; the worker loop and average precision in classifier_loop.py;
 ClassifierTrainConfig in config.py; the trainer and where its state lives in common.py.
 """
@@ -20,16 +21,43 @@ import time
 from dataclasses import replace
 
 import ray
+import torch
 
 from pipeline.collection import read_collection
 from pipeline.tracking import runs as tracking
-from pipeline.train.classifier_data import item_rows, training_datasets
+from pipeline.train.classifier_data import (
+    Census,
+    count,
+    decoded_dataset,
+    item_rows,
+    training_dataset,
+)
 from pipeline.train.classifier_loop import train_loop
 from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import ClassifierTrainConfig
+from pipeline.train.finetune import balanced_weights
 
 log = logging.getLogger(__name__)
 COMMAND = "train-classifier"  # MLflow run names and the webseg.command tag
+
+
+def _pos_weight(census: Census, cfg: ClassifierTrainConfig) -> torch.Tensor:
+    if not cfg.class_balanced:
+        return torch.ones(len(census.positives))
+    positives = torch.from_numpy(census.positives).float()
+    return balanced_weights(positives, census.rows, cfg.max_pos_weight)
+
+
+def _count(decoded, collection, cfg: ClassifierTrainConfig) -> Census:
+    census = count(decoded, len(collection.classes) - 1)
+    for item_id, reason in census.skipped.items():
+        log.warning("training skips %s: %s", item_id, reason)
+    if not census.rows:
+        raise ValueError(
+            f"no usable training items in {collection.root} ({len(census.skipped)} skipped; a "
+            "collection of videos only needs classifier.video_frames: true)"
+        )
+    return census
 
 
 def _check_cpus(cfg: ClassifierTrainConfig) -> None:
@@ -63,26 +91,27 @@ def train_classifier(
         raise ValueError(f"no training items in {collection.root} (a collection of videos only "
                          "needs classifier.video_frames: true)")  # fmt: skip
     _check_cpus(cfg)
-    datasets = training_datasets(rows, cfg)
-    del rows  # the datasets' blocks hold them now
+    decoded = decoded_dataset(rows, cfg)
+    del rows  # the dataset's blocks hold them now
+    census = _count(decoded, collection, cfg)
     loop_config = {"cfg": cfg, "classes": list(collection.classes), "out_uri": out_uri,
+                   "per_worker": census.rows // cfg.workers, "train_items": census.rows,
+                   "skipped_items": len(census.skipped),
                    "run_name": tracking.run_name(COMMAND, out_uri),
-                   "tags": tracking.run_tags(COMMAND, collection_uri, out_uri)}  # fmt: skip
+                   "tags": tracking.run_tags(COMMAND, collection_uri, out_uri),
+                   "pos_weight": _pos_weight(census, cfg)}  # fmt: skip
     name = f"classifier-{int(time.time())}"
     trainer = make_trainer(
         train_loop,
         loop_config,
-        datasets,
+        training_dataset(decoded),
         cfg,
         name=name,
         storage_path=cfg.storage_path,
         num_to_keep=1,
-        split=["train"],
     )
     result = trainer.fit()
-    for item_id, reason in result.metrics["skipped"].items():
-        log.warning("training skipped %s: %s", item_id, reason)
-    keys = ("map", "per_class_ap", "mlflow_run_id", "model_uri", "train_items", "skipped")
-    summary = {k: result.metrics[k] for k in keys}
-    summary.update(wall_s=time.time() - start, tracking_uri=cfg.tracking_uri)
+    summary = {k: result.metrics[k] for k in ("map", "per_class_ap", "mlflow_run_id", "model_uri")}
+    summary.update(train_items=census.rows, skipped=census.skipped, wall_s=time.time() - start,
+                   tracking_uri=cfg.tracking_uri)  # fmt: skip
     return summary

@@ -8,6 +8,7 @@ workers, which alone see the decoded stream, can leave it out and report it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import cv2
@@ -89,35 +90,74 @@ def decode_rows(row: dict, size: int, frame_stride: int, max_frames: int) -> lis
     return [{"image": f, "target": target, "item": row["item"], "skip": ""} for f in frames]
 
 
+def _markers(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, str]]:
+    skip = np.asarray(batch["skip"]).astype(str)
+    keep = skip == ""
+    return keep, {str(i): str(r) for i, r in zip(batch["item"][~keep], skip[~keep], strict=True)}
+
+
 def usable(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     """A numpy batch of decode_rows rows -> (images, targets) of the decoded ones, and
     {item id: reason} of the marker rows."""
-    skip = np.asarray(batch["skip"]).astype(str)
-    keep = skip == ""
-    skipped = {str(i): str(r) for i, r in zip(batch["item"][~keep], skip[~keep], strict=True)}
+    keep, skipped = _markers(batch)
     return batch["image"][keep], batch["target"][keep], skipped
+
+
+@dataclass
+class Census:
+    rows: int  # decoded images and sampled frames
+    positives: np.ndarray  # (C,) rows per foreground class
+    skipped: dict[str, str]  # item id -> reason it was left out
+
+
+def _summary(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A numpy batch of decode_rows rows -> one row: decoded rows, positives, skipped (JSON)."""
+    keep, skipped = _markers(batch)
+    return {"rows": np.array([keep.sum()]), "positives": batch["target"][keep].sum(axis=0)[None],
+            "skipped": np.array([json.dumps(skipped)])}  # fmt: skip
+
+
+def add_up(summaries, num_classes: int) -> Census:
+    """Sum _summary batches (any iterable of them) into a Census, holding no per-item state
+    beyond the skipped items."""
+    census = Census(0, np.zeros(num_classes), {})
+    for batch in summaries:
+        census.rows += int(batch["rows"].sum())
+        census.positives += batch["positives"].sum(axis=0)
+        for text in batch["skipped"]:
+            census.skipped.update(json.loads(str(text)))
+    return census
 
 
 def _decoded(row: dict) -> bool:
     return row["skip"] == ""
 
 
-def training_datasets(rows: list[dict], cfg: ClassifierTrainConfig) -> dict[str, ray.data.Dataset]:
-    """Item rows -> lazy Ray Data datasets of decode_rows rows (decoded in Ray Data tasks, again
-    on every pass: nothing is materialised): {"train"} without the marker rows, split equally
-    across the workers, and {"census"} with them, read whole by one worker to count the rows and
-    the skipped items (an equal split of it could drop a decoded row for a marker)."""
+def decoded_dataset(rows: list[dict], cfg: ClassifierTrainConfig) -> ray.data.Dataset:
+    """Item rows -> a lazy Ray Data dataset of decode_rows rows, marker rows included (decoded in
+    Ray Data tasks, again on every pass: nothing is materialised)."""
     blocks = max(1, min(len(rows), -(-len(rows) // ITEMS_PER_BLOCK)))
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     kwargs = {"size": store_size(cfg), "frame_stride": cfg.video_frame_stride,
               "max_frames": cfg.max_frames_per_video}  # fmt: skip
-    decoded = dataset.flat_map(decode_rows, fn_kwargs=kwargs, num_cpus=cfg.data_cpus)
-    return {"census": decoded, "train": decoded.filter(_decoded)}
+    return dataset.flat_map(decode_rows, fn_kwargs=kwargs, num_cpus=cfg.data_cpus)
+
+
+def count(decoded: ray.data.Dataset, num_classes: int) -> Census:
+    """A pass over the decoded dataset in Ray Data tasks; only one summary row per batch reaches
+    the caller."""
+    summaries = decoded.map_batches(_summary, batch_format="numpy", batch_size=64)
+    return add_up(summaries.iter_batches(batch_size=None, batch_format="numpy"), num_classes)
+
+
+def training_dataset(decoded: ray.data.Dataset) -> ray.data.Dataset:
+    """The rows the workers train on: decoded ones, {"image", "target"}."""
+    return decoded.filter(_decoded).select_columns(["image", "target"])
 
 
 def load_training_set(collection: Collection, cfg: ClassifierTrainConfig) -> TrainingSet:
     """Every usable item decoded here, in one process (tests and small collections; training
-    streams the same rows through training_datasets instead)."""
+    streams the same rows through decoded_dataset instead)."""
     decoded = [r for row in item_rows(collection, cfg) for r in decode_rows(
         row, store_size(cfg), cfg.video_frame_stride, cfg.max_frames_per_video)]  # fmt: skip
     if not decoded:

@@ -1,13 +1,10 @@
 """The classifier's Ray Train worker loop (see pipeline/train/classifier.py for the driver side).
 
-Workers stream Ray Data shards, decoded in Ray Data tasks on every pass. First rank 0 reads the
-whole "census" dataset, in which items that could not be decoded are marker rows: the row count,
-positives per class (class-balanced loss weights, schedule) and skipped items go to every rank.
-finetune=head: one pass over each worker's `get_dataset_shard("train")` pools the frozen backbone's
-features, gathered on every rank, and fits the class head on them. Otherwise every worker augments
-and trains with BCE on its "train" shard each epoch and reports rank 0's weights. Rank 0 alone
-talks to MLflow and writes the final model. Average precision is measured on the training items the
-workers see.
+Every worker streams its Ray Data shard (`get_dataset_shard("train")`, decoded in Ray Data tasks on
+every pass). finetune=head: one pass pools the frozen backbone's features, gathered on every rank,
+and fits the class head on them. Otherwise every worker augments and trains with BCE on its shard
+and reports rank 0's weights each epoch. Rank 0 alone talks to MLflow and writes the final model.
+Average precision is measured on the training items the workers see.
 """
 
 from __future__ import annotations
@@ -29,13 +26,7 @@ from pipeline.models.classifier import CamClassifier
 from pipeline.tracking import runs as tracking
 from pipeline.train import finetune
 from pipeline.train.augment import augment_batch, eval_batch
-from pipeline.train.classifier_data import usable
-from pipeline.train.common import (
-    all_gather,
-    concat_across_workers,
-    mean_across_workers,
-    sum_across_workers,
-)
+from pipeline.train.common import concat_across_workers, mean_across_workers
 from pipeline.train.config import ClassifierTrainConfig
 
 log = logging.getLogger(__name__)
@@ -60,51 +51,17 @@ def per_class_ap(
     return {classes[c + 1]: ap for c, ap in enumerate(aps) if not np.isnan(ap)}
 
 
-def _batches(shard, batch_size: int, shuffle_buffer: int, device, skipped: dict | None = None):
-    """{"image", "target"} tensor batches of this worker's shard without the marker rows of items
-    that could not be decoded ({item id: reason} go to `skipped`); shuffle_buffer > 0 shuffles
-    locally and drops the last partial batch (BatchNorm cannot train on one sample)."""
+def _batches(shard, batch_size: int, shuffle_buffer: int, device: torch.device):
+    """Batches of this worker's shard; shuffle_buffer > 0 shuffles locally and drops the last
+    partial batch (BatchNorm cannot train on one sample)."""
     shuffle = shuffle_buffer > 0
-    for batch in shard.iter_batches(
+    return shard.iter_torch_batches(
         batch_size=batch_size,
-        batch_format="numpy",
+        dtypes={"image": torch.uint8, "target": torch.float32},
+        device=device,
         local_shuffle_buffer_size=max(batch_size, shuffle_buffer) if shuffle else None,
         drop_last=shuffle,
-    ):
-        images, targets, skips = usable(batch)
-        if skipped is not None:
-            skipped.update(skips)
-        if len(images):
-            yield {"image": torch.from_numpy(images).to(device),
-                   "target": torch.from_numpy(targets).to(device)}  # fmt: skip
-
-
-def _totals(rows: int, positives: np.ndarray, skipped: dict, cfg) -> dict:
-    """This worker's counts -> every worker's: {"rows", "skipped", "pos_weight"} (a collective)."""
-    counts = sum_across_workers(np.concatenate([[rows], positives]).astype(np.float64))
-    merged = {k: v for part in all_gather(skipped) for k, v in part.items()}
-    if counts[0] == 0:
-        raise ValueError(
-            f"no usable training items ({len(merged)} skipped; a collection of videos only needs "
-            "classifier.video_frames: true)"
-        )
-    weight = torch.ones(len(positives))
-    if cfg.class_balanced:
-        weight = finetune.balanced_weights(
-            torch.from_numpy(counts[1:]).float(), int(counts[0]), cfg.max_pos_weight
-        )
-    return {"rows": int(counts[0]), "skipped": merged, "pos_weight": weight}
-
-
-def _census(census, cfg, rank: int = 0) -> dict:
-    """Rank 0 reads the whole (unsplit) census dataset once: _totals of its decoded rows, on
-    every rank."""
-    skipped, rows, positives = {}, 0, np.zeros(cfg.model.num_classes)
-    batches = _batches(census, cfg.batch_size, 0, "cpu", skipped) if rank == 0 else ()
-    for batch in batches:
-        rows += len(batch["target"])
-        positives += batch["target"].sum(dim=0).numpy()
-    return _totals(rows, positives, skipped, cfg)
+    )
 
 
 def _warmup_cosine(warmup: int, total: int):
@@ -238,12 +195,11 @@ def _report(model, cfg, classes, metrics: dict, rank: int) -> None:
         ray.train.report(metrics, checkpoint=ckpt)
 
 
-def _finish(model, cfg, classes, config, scored: tuple, totals: dict, run) -> dict:
+def _finish(model, cfg, classes, config, scored: tuple, run) -> dict:
     """mAP of every worker's un-augmented (scores, targets); rank 0 writes and logs the model."""
     out_uri = config["out_uri"]
     aps = per_class_ap(*scored, classes)
-    final = {"map": _map(aps), "per_class_ap": aps, "model_uri": out_uri, "mlflow_run_id": None,
-             "train_items": totals["rows"], "skipped": totals["skipped"]}  # fmt: skip
+    final = {"map": _map(aps), "per_class_ap": aps, "model_uri": out_uri, "mlflow_run_id": None}
     if run:
         tracking.log_metrics(
             {"train_map": final["map"]} | {f"train_ap.{k}": v for k, v in aps.items()}
@@ -262,19 +218,15 @@ def _start_run(cfg, config: dict, weights: dict | None):
         cfg.tracking_uri, cfg.experiment, config.get("run_name"), tags=config.get("tags")
     )
     tracking.log_config(cfg)
+    mlflow.log_params({k: config[k] for k in ("train_items", "skipped_items")})
     weights = weights or {"origin": "none (random init)", "sha256": ""}
     mlflow.log_params({"weights_origin": weights["origin"], "weights_sha256": weights["sha256"]})
     return run
 
 
-def _log_totals(totals: dict, run) -> None:
-    if run:
-        mlflow.log_params({"train_items": totals["rows"], "skipped_items": len(totals["skipped"])})
-
-
-def _train_epochs(model, cfg, classes, totals, shard, device, rank, world, run):
+def _train_epochs(model, cfg, classes, config, shard, device, rank, world, run) -> None:
     """The augmented training loop (finetune frozen / partial / full)."""
-    per_worker = totals["rows"] // world
+    per_worker = config["per_worker"]
     model = ray.train.torch.prepare_model(model)
     optimizer = _optimizer(checkpoint.unwrap(model), cfg)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
@@ -282,7 +234,7 @@ def _train_epochs(model, cfg, classes, totals, shard, device, rank, world, run):
     steps = max(1, per_worker // batch_size)
     schedule = _warmup_cosine(cfg.warmup_epochs * steps, cfg.epochs * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    pos_weight = totals["pos_weight"].to(device)
+    pos_weight = config["pos_weight"].to(device)
     for epoch in range(cfg.epochs):
         start = time.time()
         batches = _batches(shard, batch_size, per_worker, device)
@@ -315,17 +267,15 @@ def train_loop(config: dict) -> None:
     config = {**config, "weights": weights}
     shard = ray.train.get_dataset_shard("train")
     run = _start_run(cfg, config, weights) if rank == 0 else None
-    totals = _census(ray.train.get_dataset_shard("census"), cfg, rank)
-    _log_totals(totals, run)
     if cfg.finetune == "head":
         model = model.to(device)
-        timings, scored = _fit_head(model, shard, cfg, device, totals["pos_weight"])
+        timings, scored = _fit_head(model, shard, cfg, device, config["pos_weight"])
         if run:
             tracking.log_metrics(timings)
         _report(model, cfg, classes, timings, rank)
     else:
-        model = _train_epochs(model, cfg, classes, totals, shard, device, rank, world, run)
+        model = _train_epochs(model, cfg, classes, config, shard, device, rank, world, run)
         batches = _batches(shard, max(2, cfg.batch_size // world), 0, device)
         scored = tuple(concat_across_workers(a) for a in _evaluate(model, batches, cfg))
-    final = _finish(model, cfg, classes, config, scored, totals, run)
+    final = _finish(model, cfg, classes, config, scored, run)
     _report(model, cfg, classes, final, rank)

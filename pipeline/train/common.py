@@ -38,20 +38,17 @@ def absolute(uri: str) -> str:
 def make_trainer(
     train_loop: Callable[[dict], None],
     loop_config: dict,
-    dataset: ray.data.Dataset | dict[str, ray.data.Dataset],
+    dataset: ray.data.Dataset,
     cfg: ClassifierTrainConfig | SegmenterTrainConfig,
     *,
     name: str,
     storage_path: str,
     num_to_keep: int,
-    split: list[str] | None = None,
 ) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer running train_loop(loop_config) on cfg.workers workers of
     cfg.cpus_per_worker CPUs, with GPUs by cfg.use_gpu ('auto': whether the Ray cluster has any);
-    `dataset` is the workers' "train" shard (or {name: dataset}: those named in `split`, all by
-    default, are split across the workers, the others read whole by each). Run `name` keeps its
-    state and last num_to_keep checkpoints under storage_path (absolute, see `absolute`); Ray
-    Train logs at train_log_level."""
+    `dataset` is the workers' "train" shard. Run `name` keeps its state and last num_to_keep
+    checkpoints under storage_path (absolute, see `absolute`); Ray Train logs at train_log_level."""
     return ray.train.torch.TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -66,8 +63,7 @@ def make_trainer(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep),
             logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
         ),
-        datasets=dataset if isinstance(dataset, dict) else {"train": dataset},
-        dataset_config=ray.train.DataConfig(datasets_to_split=split or "all"),
+        datasets={"train": dataset},
     )
 
 

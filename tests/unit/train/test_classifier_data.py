@@ -1,5 +1,5 @@
 """The classifier's streamed training data: item rows, the Ray Data decode step, marker rows of
-items that cannot be decoded, and the worker-side pieces that consume them (no Ray started)."""
+items that cannot be decoded, the census summed from them, and the head fit's one pass (no Ray)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pipeline.collection import read_collection
 from pipeline.models.config import ModelConfig
 from pipeline.sample_data import generate
 from pipeline.train.classifier_data import (
+    _summary,
+    add_up,
     decode_rows,
     item_rows,
     load_training_set,
@@ -90,18 +92,22 @@ def test_load_training_set_decodes_locally(collection):
 
 
 class _Shard:
-    """iter_batches of a DataIterator over in-memory decode_rows rows (batch_format numpy)."""
+    """Ray Data batches over in-memory decode_rows rows: iter_batches (numpy, all columns) and a
+    worker's iter_torch_batches of the decoded ones (what training_dataset leaves)."""
 
     def __init__(self, rows):
         self.rows = rows
 
-    def iter_batches(self, batch_size, batch_format, local_shuffle_buffer_size, drop_last):
+    def iter_batches(self, batch_size, batch_format):
         assert batch_format == "numpy"
         for start in range(0, len(self.rows), batch_size):
             part = self.rows[start : start + batch_size]
-            if drop_last and len(part) < batch_size:
-                return
             yield {k: np.stack([r[k] for r in part]) for k in part[0]}
+
+    def iter_torch_batches(self, batch_size, dtypes, device, local_shuffle_buffer_size, drop_last):
+        decoded = _Shard([r for r in self.rows if not r["skip"]])
+        for batch in decoded.iter_batches(batch_size, "numpy"):
+            yield {k: torch.from_numpy(batch[k]).to(dtypes[k]) for k in ("image", "target")}
 
 
 def _shard(collection, size, broken: int = 1):
@@ -110,28 +116,14 @@ def _shard(collection, size, broken: int = 1):
     return _Shard([d for r in rows for d in decode_rows(r, size, 1, 4)]), rows
 
 
-def test_census_counts_decoded_rows_and_reports_skipped_on_rank_0_only(collection):
-    from pipeline.train.classifier_loop import _batches, _census
-
+def test_census_counts_decoded_rows_positives_and_skipped_items(collection):
     shard, rows = _shard(collection, 16)
-    totals = _census(shard, ClassifierTrainConfig(batch_size=4, model=ModelConfig(num_classes=2)))
-    decoded = [multi_hot(r["tag_ids"], 2) for r in rows[1:]]
-    assert totals["rows"] == 5 and totals["skipped"] == {rows[0]["item"]: "unreadable"}
-    assert torch.equal(
-        totals["pos_weight"], positive_weights(torch.tensor(np.stack(decoded)), 30.0)
-    )
-    with pytest.raises(ValueError, match="no usable"):  # rank 1 reads nothing; alone here
-        _census(None, ClassifierTrainConfig(model=ModelConfig(num_classes=2)), rank=1)
-    sizes = [len(b["target"]) for b in _batches(shard, 4, 0, "cpu")]
-    assert sizes == [3, 2]  # the marker row left out of the first batch
-
-
-def test_all_items_broken_is_an_error(collection):
-    from pipeline.train.classifier_loop import _census
-
-    shard, _ = _shard(collection, 16, broken=6)
-    with pytest.raises(ValueError, match="no usable training items"):
-        _census(shard, ClassifierTrainConfig(model=ModelConfig(num_classes=2)))
+    census = add_up(map(_summary, shard.iter_batches(4, "numpy")), 2)
+    decoded = np.stack([multi_hot(r["tag_ids"], 2) for r in rows[1:]])
+    assert census.rows == 5 and census.skipped == {rows[0]["item"]: "unreadable"}
+    assert census.positives.tolist() == decoded.sum(axis=0).tolist()
+    broken, _ = _shard(collection, 16, broken=6)
+    assert add_up(map(_summary, broken.iter_batches(4, "numpy")), 2).rows == 0
 
 
 def test_head_scores_from_pooled_features_equal_the_model_on_the_images(collection):
