@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import ray
+from ray.data.expressions import col
 
 from pipeline import schema
 from pipeline.collection import Collection, Item
@@ -129,10 +130,6 @@ def add_up(summaries, num_classes: int) -> Census:
     return census
 
 
-def _decoded(row: dict) -> bool:
-    return row["skip"] == ""
-
-
 def decoded_dataset(rows: list[dict], cfg: ClassifierTrainConfig) -> ray.data.Dataset:
     """Item rows -> a lazy Ray Data dataset of decode_rows rows, marker rows included (decoded in
     Ray Data tasks, again on every pass: nothing is materialised)."""
@@ -152,7 +149,7 @@ def count(decoded: ray.data.Dataset, num_classes: int) -> Census:
 
 def training_dataset(decoded: ray.data.Dataset) -> ray.data.Dataset:
     """The rows the workers train on: decoded ones, {"image", "target"}."""
-    return decoded.filter(_decoded).select_columns(["image", "target"])
+    return decoded.filter(expr=col("skip") == "").select_columns(["image", "target"])
 
 
 def load_training_set(collection: Collection, cfg: ClassifierTrainConfig) -> TrainingSet:
