@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Ray starts its workers at nice 15: beside any busy process at nice 0 (a CI machine's other work,
+# the CPU burners of the loaded runs in docs/reliability.md) they got ~2 % of a core each and the
+# suite's Ray tests crawled into their timeouts. Every Ray the suite starts (the session one, each
+# CLI subprocess's local Ray, the test heads) inherits this and runs its workers at nice 0.
+os.environ.setdefault("RAY_worker_niceness", "0")
 SAMPLE_DIR = Path(os.environ.get("WSSS_SAMPLE_DIR", REPO.parent / "shared" / "data" / "dev"))
 
 
