@@ -105,6 +105,7 @@ def test_train_registers_candidate_and_predict_loads_it(
         {
             **TINY,
             "epochs": 2,
+            "class_weighting": "median_frequency",  # off by default; its artifact is checked
             "val_collection": collection,
             "tracking_uri": server.uri,
             "experiment": "seg-train",
