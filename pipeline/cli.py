@@ -32,8 +32,8 @@ from importlib import metadata
 
 from pipeline import summary
 from pipeline.logs import LEVELS, configure_logging, ray_logs_wanted
-from pipeline.stderr_filter import filtered_stderr
 from pipeline.progress import stage
+from pipeline.stderr_filter import filtered_stderr
 
 log = logging.getLogger("webseg")
 

@@ -118,7 +118,8 @@ def item_anchor(name: str) -> str:
 
 def _caption(row: dict, mask: np.ndarray, gt: np.ndarray | None) -> str:
     name = _row_name(row)
-    text = f"<b id='{escape_html(item_anchor(name))}'>{escape_html(name)}</b><br>tags: {escape_html(', '.join(row[schema.TAGS] or []))}"
+    tags = escape_html(", ".join(row[schema.TAGS] or []))
+    text = f"<b id='{escape_html(item_anchor(name))}'>{escape_html(name)}</b><br>tags: {tags}"
     text += f"<br>scores: {escape_html(scores_text(row.get(schema.SCORES)))}"
     if gt is not None:
         text += f"<br>{_item_score(mask, gt, row.get(schema.FRAME_INDEX) is not None)}"

@@ -12,8 +12,8 @@ The backbone starts from ImageNet weights (`pretrained`), a weights file or a cl
 (`init_from`), trains at `backbone_lr_mult` of the head's rate and keeps its BatchNorm statistics
 fixed (`freeze_bn`); the weights' origin and sha256 go to the checkpoint and MLflow. Training
 state lives in OUT/train/ (or OUT.train/ for a .pt file): running again with the same --out resumes
-from the last checkpoint and continues the same MLflow run. The final model goes to OUT (pipeline.checkpoint format) and to the
-MLflow model registry under `registered_model_name` with alias `candidate`.
+from the last checkpoint and continues the same MLflow run. The final model goes to OUT
+(pipeline.checkpoint format) and to the MLflow model registry under `registered_model_name` with alias `candidate`.
 """
 
 from __future__ import annotations
