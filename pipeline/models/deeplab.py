@@ -81,12 +81,23 @@ def poly_lr_factor(step: int, total_steps: int, power: float) -> float:
 
 
 def segmentation_loss(
-    logits: torch.Tensor, target: torch.Tensor, ignore_index: int
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy over non-ignored pixels; 0 (with a gradient) when every pixel is ignored.
+    With per-class weights, torch's weighted mean: normalised by the summed weights of the
+    non-ignored pixels.
 
-    logits (B, C, H, W) float, target (B, H, W) int64 with ignore_index = 255.
+    logits (B, C, H, W) float, target (B, H, W) int64 with ignore_index = 255, weight (C,) float.
     """
-    total = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
-    count = (target != ignore_index).sum().clamp(min=1)
-    return total / count
+    total = F.cross_entropy(
+        logits, target, weight=weight, ignore_index=ignore_index, reduction="sum"
+    )
+    valid = target != ignore_index
+    if weight is None:
+        return total / valid.sum().clamp(min=1)
+    # indexing by a mask would sync the GPU every step; a multiply by it does not
+    norm = (weight[target.masked_fill(~valid, 0)] * valid).sum()
+    return total / norm.clamp(min=torch.finfo(norm.dtype).tiny)

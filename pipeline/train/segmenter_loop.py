@@ -20,7 +20,6 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-import torch.nn.functional as F
 
 from pipeline import checkpoint, schema, storage
 from pipeline.config import to_dict
@@ -60,26 +59,6 @@ def _build(cfg, restored: dict | None) -> tuple[DeepLabV3, torch.optim.Optimizer
     if restored is not None:
         optimizer.load_state_dict(restored["optimizer"])
     return model, optimizer, weights
-
-
-def weighted_segmentation_loss(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, ignore_index: int
-) -> torch.Tensor:
-    """Class-weighted cross-entropy, normalised by the summed weights of the non-ignored pixels
-    (torch's weighted mean); plain segmentation_loss when weight is None. 0 (with a gradient)
-    when every pixel is ignored.
-
-    logits (B, C, H, W) float, target (B, H, W) int64 with ignore_index = 255, weight (C,) float.
-    """
-    if weight is None:
-        return segmentation_loss(logits, target, ignore_index)
-    total = F.cross_entropy(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction="sum"
-    )
-    valid = target != ignore_index
-    # indexing by a mask would sync the GPU every step; a multiply by it does not
-    norm = (weight[target.masked_fill(~valid, 0)] * valid).sum()
-    return total / norm.clamp(min=torch.finfo(norm.dtype).tiny)
 
 
 def _train_mode(model, cfg) -> None:
@@ -124,7 +103,7 @@ def _train_epoch(
             else nullcontext()
         )
         with autocast:
-            loss = weighted_segmentation_loss(model(x).float(), y, weight, schema.IGNORE)
+            loss = segmentation_loss(model(x).float(), y, schema.IGNORE, weight)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -6,7 +6,6 @@ import torch
 from pipeline.models.deeplab import segmentation_loss
 from pipeline.train.config import SegmenterTrainConfig
 from pipeline.train.segmenter_data import decoded_bytes, should_cache
-from pipeline.train.segmenter_loop import weighted_segmentation_loss
 
 GB = 1024**3
 
@@ -41,12 +40,12 @@ def _batch(seed: int = 0):
 def test_weighted_loss_without_weights_is_the_plain_loss():
     logits, target = _batch()
     plain = segmentation_loss(logits, target, 255)
-    assert weighted_segmentation_loss(logits, target, None, 255) == plain
+    assert segmentation_loss(logits, target, 255, None) == plain
 
 
 def test_uniform_weights_equal_the_plain_loss():
     logits, target = _batch()
-    weighted = weighted_segmentation_loss(logits, target, torch.full((3,), 2.5), 255)
+    weighted = segmentation_loss(logits, target, 255, torch.full((3,), 2.5))
     assert weighted.item() == pytest.approx(segmentation_loss(logits, target, 255).item())
 
 
@@ -54,14 +53,14 @@ def test_weights_match_torch_weighted_mean():
     logits, target = _batch(1)
     weight = torch.tensor([0.2, 1.0, 5.0])
     expected = torch.nn.functional.cross_entropy(logits, target, weight=weight, ignore_index=255)
-    got = weighted_segmentation_loss(logits, target, weight, 255)
+    got = segmentation_loss(logits, target, 255, weight)
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_all_ignored_gives_zero_with_a_gradient():
     logits = torch.randn(1, 3, 2, 2, requires_grad=True)
     target = torch.full((1, 2, 2), 255)
-    loss = weighted_segmentation_loss(logits, target, torch.ones(3), 255)
+    loss = segmentation_loss(logits, target, 255, torch.ones(3))
     loss.backward()
     assert loss.item() == 0.0 and logits.grad is not None
 
