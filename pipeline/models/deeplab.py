@@ -16,17 +16,7 @@ from torch import nn
 
 from pipeline.models.backbone import build_backbone
 from pipeline.models.config import DeepLabConfig
-from pipeline.models.heads import (
-    ASPP,
-    UNDILATED_HEADS,
-    ImagePooling,
-    build_head,
-    conv_bn_relu,
-    effective_rates,
-)
-
-__all__ = ["ASPP", "DeepLabV3", "ImagePooling", "effective_rates", "poly_lr_factor",
-           "segmentation_loss"]  # fmt: skip
+from pipeline.models.heads import ASPP, UNDILATED_HEADS, build_head, conv_bn_relu, effective_rates
 
 
 def _segmenter_backbone(cfg: DeepLabConfig) -> nn.Module:

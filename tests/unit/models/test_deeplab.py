@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from pipeline.models.config import DeepLabConfig
-from pipeline.models.deeplab import (
-    ASPP,
-    DeepLabV3,
-    ImagePooling,
-    effective_rates,
-    poly_lr_factor,
-    segmentation_loss,
-)
+from pipeline.models.deeplab import DeepLabV3, poly_lr_factor, segmentation_loss
+from pipeline.models.heads import ASPP, ImagePooling, effective_rates
 from pipeline.train.segmenter_data import augment_pair, letterbox
 
 TINY = {"backbone": "resnet", "depth": 18, "width": 8, "aspp_channels": 16, "num_classes": 5}
