@@ -75,13 +75,20 @@ def segmentation_loss(
     target: torch.Tensor,
     ignore_index: int,
     weight: torch.Tensor | None = None,
+    logit_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy over non-ignored pixels; 0 (with a gradient) when every pixel is ignored.
     With per-class weights, torch's weighted mean: normalised by the summed weights of the
-    non-ignored pixels.
+    non-ignored pixels. With a logit offset (tau * log class prior: the logit-adjusted loss of
+    Menon et al., ICLR 2021) the offset is added to the logits inside the loss only, so the
+    model's own logits learn the class-balanced posterior and rare classes are not drowned by
+    the background at prediction time.
 
-    logits (B, C, H, W) float, target (B, H, W) int64 with ignore_index = 255, weight (C,) float.
+    logits (B, C, H, W) float, target (B, H, W) int64 with ignore_index = 255, weight (C,) float,
+    logit_offset (C,) float.
     """
+    if logit_offset is not None:
+        logits = logits + logit_offset.view(1, -1, 1, 1)
     total = F.cross_entropy(
         logits, target, weight=weight, ignore_index=ignore_index, reduction="sum"
     )

@@ -51,6 +51,15 @@ def median_frequency_weights(
     return weights
 
 
+def logit_offset(pixels: np.ndarray, tau: float) -> np.ndarray | None:
+    """(C,) float32 tau * log(prior) from class_pixel_counts' pixels (add-one smoothed, so an
+    absent class gets a finite, very low prior), or None when tau is 0 (no adjustment)."""
+    if tau == 0:
+        return None
+    prior = (pixels.astype(np.float64) + 1.0) / (pixels.sum() + len(pixels))
+    return (tau * np.log(prior)).astype(np.float32)
+
+
 def class_weights(
     masks: Iterable[np.ndarray], num_classes: int, method: str, max_weight: float
 ) -> np.ndarray | None:

@@ -104,6 +104,8 @@ class SegmenterTrainConfig:
     class_weighting: Literal["median_frequency", "none"] = "none"  # none: plain CE (dev: 10.1
     # image mIoU / 42.6 J; median_frequency, weights from the masks' pixel frequencies: 9.9 / 33.8)
     max_class_weight: float = 10.0  # cap on a rare class's weight (one small object)
+    logit_adjustment: float = 0.0  # tau of the logit-adjusted loss (Menon et al. 2021; 1 is
+    # theirs): tau * log(class pixel prior) is added to the logits in the loss; 0 = plain CE
     cache_decoded: bool | Literal["auto"] = "auto"  # keep the decoded, letterboxed training set
     # in the object store across epochs; auto: when it fits a quarter of the cluster's store
     workers: int = 1  # Ray Train workers (DDP)
@@ -134,6 +136,8 @@ class SegmenterTrainConfig:
             )
         if self.max_class_weight < 1:
             raise ValueError(f"max_class_weight must be at least 1, not {self.max_class_weight}")
+        if self.logit_adjustment < 0:
+            raise ValueError(f"logit_adjustment must be >= 0, not {self.logit_adjustment}")
         if self.cache_decoded not in (True, False, "auto"):
             raise ValueError(
                 f"cache_decoded must be true, false or auto, not {self.cache_decoded!r}"

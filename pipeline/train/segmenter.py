@@ -29,7 +29,7 @@ import ray
 from pipeline import storage
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.registry import CANDIDATE, get_or_create_run
-from pipeline.train.class_weights import class_weights
+from pipeline.train.class_weights import class_pixel_counts, logit_offset, median_frequency_weights
 from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import SegmenterTrainConfig
 from pipeline.train.segmenter_data import (
@@ -89,16 +89,28 @@ def cached_or_streamed(dataset: ray.data.Dataset, cfg: SegmenterTrainConfig, sam
     return dataset
 
 
-def loss_weights(sources: list[dict], classes, cfg: SegmenterTrainConfig) -> list[float] | None:
-    """Per-class loss weights from the training masks (cfg.class_weighting), logged; None: none."""
-    weights = class_weights(
-        training_masks(sources), len(classes), cfg.class_weighting, cfg.max_class_weight
-    )
-    if weights is None:
-        return None
-    log.info("segmenter class weights (%s): %s", cfg.class_weighting,
-             ", ".join(f"{c} {w:.2f}" for c, w in zip(classes, weights, strict=True)))  # fmt: skip
-    return [round(float(w), 4) for w in weights]
+def class_terms(
+    sources: list[dict], classes, cfg: SegmenterTrainConfig
+) -> tuple[list[float] | None, list[float] | None]:
+    """(per-class loss weights (cfg.class_weighting), logit offsets (cfg.logit_adjustment)) from
+    the training masks' pixel counts, each None when off; logged."""
+    if cfg.class_weighting == "none" and cfg.logit_adjustment == 0:
+        return None, None
+    pixels, image_pixels = class_pixel_counts(training_masks(sources), len(classes))
+    weights = offset = None
+    if cfg.class_weighting == "median_frequency":
+        weights = median_frequency_weights(pixels, image_pixels, cfg.max_class_weight)
+        log.info("segmenter class weights (%s): %s", cfg.class_weighting,
+                 ", ".join(f"{c} {w:.2f}" for c, w in zip(classes, weights, strict=True)))  # fmt: skip
+    offset = logit_offset(pixels, cfg.logit_adjustment)
+    if offset is not None:
+        log.info("segmenter logit adjustment (tau %g): %s", cfg.logit_adjustment,
+                 ", ".join(f"{c} {o:.2f}" for c, o in zip(classes, offset, strict=True)))  # fmt: skip
+    return _rounded(weights), _rounded(offset)
+
+
+def _rounded(values) -> list[float] | None:
+    return None if values is None else [round(float(v), 4) for v in values]
 
 
 def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resume: bool = False):
@@ -127,10 +139,12 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
     )
     samples = count_samples(sources)
     dataset = cached_or_streamed(training_dataset(sources, cfg), cfg, samples)
+    weights, offset = class_terms(sources, classes, cfg)
     loop_config = {
         "cfg": cfg,
         "classes": list(classes),
-        "class_weights": loss_weights(sources, classes, cfg),
+        "class_weights": weights,
+        "logit_offset": offset,
         "out_uri": out_uri,
         "run_id": run_id,
         "samples": samples,

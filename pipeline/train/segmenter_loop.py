@@ -76,10 +76,10 @@ def _restore() -> dict | None:
 
 
 def _train_epoch(
-    model, optimizer, scaler, batches, cfg, gen, schedule: dict, weight: torch.Tensor | None
+    model, optimizer, scaler, batches, cfg, gen, schedule: dict, terms: dict
 ) -> tuple[float, int]:
-    """One pass over this worker's shard; returns (mean loss, samples seen). weight: (C,)
-    class weights on the device, or None (plain cross-entropy)."""
+    """One pass over this worker's shard; returns (mean loss, samples seen). terms: the loss's
+    per-class tensors on the device, {"weight": (C,) or None, "logit_offset": (C,) or None}."""
     _train_mode(model, cfg)
     stats = input_stats(getattr(model, "module", model).backbone)
     device_type = "cuda" if scaler.is_enabled() else "cpu"
@@ -103,7 +103,7 @@ def _train_epoch(
             else nullcontext()
         )
         with autocast:
-            loss = segmentation_loss(model(x).float(), y, schema.IGNORE, weight)
+            loss = segmentation_loss(model(x).float(), y, schema.IGNORE, **terms)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -232,6 +232,28 @@ def _start_mlflow(cfg, config: dict, world: int, fresh: bool) -> None:
                 },
                 "class_weights.json",
             )
+        if config.get("logit_offset") is not None:
+            mlflow.log_dict(
+                {
+                    "tau": cfg.logit_adjustment,
+                    "logit_offset": dict(
+                        zip(config["classes"], config["logit_offset"], strict=True)
+                    ),
+                },
+                "logit_adjustment.json",
+            )
+
+
+def _class_terms(config: dict, device) -> dict:
+    """The driver's class weights and logit offsets (lists or None) as tensors on the device."""
+
+    def tensor(values):
+        return None if values is None else torch.tensor(values, dtype=torch.float32, device=device)
+
+    return {
+        "weight": tensor(config.get("class_weights")),
+        "logit_offset": tensor(config.get("logit_offset")),
+    }
 
 
 def _batches(shard, batch_size: int, device, seed: int):
@@ -260,9 +282,7 @@ def train_loop(config: dict) -> None:
     pairs = []
     if cfg.val_collection:
         pairs = load_val_set(cfg.val_collection, cfg.eval_long_side, rank, world, cfg.val_max_items)
-    weight = None
-    if config.get("class_weights") is not None:
-        weight = torch.tensor(config["class_weights"], dtype=torch.float32, device=device)
+    terms = _class_terms(config, device)
     shard = ray.train.get_dataset_shard("train")
     if rank == 0:
         _start_mlflow(cfg, config, world, fresh=start == 0)
@@ -270,7 +290,7 @@ def train_loop(config: dict) -> None:
     for epoch in range(start, cfg.epochs):
         started = time.time()
         batches = _batches(shard, max(2, cfg.batch_size // world), device, cfg.seed + epoch)
-        loss, seen = _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule, weight)
+        loss, seen = _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule, terms)
         seconds = time.time() - started
         mat = _validate(model, pairs, cfg)
         metrics = _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat)

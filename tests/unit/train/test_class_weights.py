@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from pipeline.train.class_weights import class_pixel_counts, class_weights, median_frequency_weights
+from pipeline.train.class_weights import (
+    class_pixel_counts,
+    class_weights,
+    logit_offset,
+    median_frequency_weights,
+)
 
 
 def test_counts_skip_ignore_and_out_of_range_ids():
@@ -37,3 +42,15 @@ def test_method_none_and_unknown():
     assert class_weights([np.zeros((2, 2), np.uint8)], 2, "none", 10.0) is None
     with pytest.raises(ValueError, match="class_weighting"):
         class_weights([], 2, "inverse", 10.0)
+
+
+def test_logit_offset_is_tau_times_the_smoothed_log_prior():
+    pixels = np.array([95, 2, 0], np.int64)  # add-one smoothing: prior 96/100, 3/100, 1/100
+    offset = logit_offset(pixels, 0.5)
+    assert offset.dtype == np.float32
+    np.testing.assert_allclose(offset, 0.5 * np.log([0.96, 0.03, 0.01]), rtol=1e-6)
+    assert offset[0] > offset[1] > offset[2]  # the frequent class is pushed hardest in the loss
+
+
+def test_logit_offset_is_none_when_off():
+    assert logit_offset(np.array([5, 1], np.int64), 0.0) is None

@@ -57,6 +57,27 @@ def test_weights_match_torch_weighted_mean():
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_logit_offset_is_added_inside_the_loss():
+    logits, target = _batch(2)
+    offset = torch.log(torch.tensor([0.9, 0.09, 0.01]))
+    expected = torch.nn.functional.cross_entropy(
+        logits + offset.view(1, -1, 1, 1), target, ignore_index=255
+    )
+    got = segmentation_loss(logits, target, 255, logit_offset=offset)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_logit_adjusted_loss_asks_more_of_rare_classes():
+    # a pixel of the rare class 2 predicted with uniform logits: the rare class's negative offset
+    # makes the adjusted loss larger, so training pushes its raw logit higher than plain CE does
+    logits = torch.zeros(1, 3, 1, 1)
+    target = torch.full((1, 1, 1), 2)
+    offset = torch.log(torch.tensor([0.9, 0.09, 0.01]))
+    assert segmentation_loss(logits, target, 255, logit_offset=offset) > segmentation_loss(
+        logits, target, 255
+    )
+
+
 def test_all_ignored_gives_zero_with_a_gradient():
     logits = torch.randn(1, 3, 2, 2, requires_grad=True)
     target = torch.full((1, 2, 2), 255)
