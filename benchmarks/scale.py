@@ -100,10 +100,12 @@ class Sampler:
         self.cpu_busy = (busy - self._cpu[0]) / max(1, total - self._cpu[1])
 
 
-def _timed(command: list[str], what: str) -> tuple[float, str, Sampler]:
+def _timed(command: list[str], what: str, env: dict | None = None) -> tuple[float, str, Sampler]:
     """Run command, sampling its process tree; (wall seconds, stdout, sampler). Exit on failure."""
     started = time.perf_counter()
-    job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    job = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     with Sampler(job.pid) as sampler:
         stdout, err = job.communicate()
     wall = time.perf_counter() - started
@@ -123,10 +125,11 @@ def run_webseg(collection: Path, model: str, out: Path, config: str | None) -> d
     return _figures(wall, info["items"], rows, sampler) | {"stage_seconds": info["stage_seconds"]}
 
 
-def run_baseline(collection: Path, model: str, out: Path, config: str | None) -> dict:
+def run_baseline(collection: Path, model: str, out: Path, config: str | None, threads: int) -> dict:
     command = [sys.executable, __file__, "--baseline-worker", str(collection), model, str(out),
-               config or ""]  # fmt: skip
-    wall, stdout, sampler = _timed(command, "baseline")
+               config or "", str(threads)]  # fmt: skip
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    wall, stdout, sampler = _timed(command, "baseline", env)
     counts = json.loads(stdout.strip().splitlines()[-1])
     return _figures(wall, counts["items"], counts["rows"], sampler)
 
@@ -143,9 +146,16 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
     }
 
 
-def baseline_worker(collection: str, model: str, out: str, config: str) -> None:
-    """The research-code loop: every item through decode -> CAM -> refine -> write, one by one."""
+def baseline_worker(collection: str, model: str, out: str, config: str, threads: str) -> None:
+    """The research-code loop: every item through decode -> CAM -> refine -> write, one by one,
+    on `threads` torch / OpenCV threads (0 = their defaults: every core for torch's convolutions)."""
     sys.path.insert(0, str(REPO))
+    if int(threads):
+        import cv2
+        import torch
+
+        torch.set_num_threads(int(threads))
+        cv2.setNumThreads(int(threads))
     from pipeline.cluster.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
     from pipeline.collection import read_collection
     from pipeline.rows import to_batch
@@ -173,6 +183,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", help="a webseg config YAML for both ways")
     ap.add_argument("--items", type=int, default=0, help="only the first K manifest rows (0 = all)")
     ap.add_argument("--no-baseline", action="store_true", help="webseg only")
+    ap.add_argument(
+        "--baseline-threads", type=int, default=1,
+        help="torch/OpenCV threads of the loop: 1 = one core, the plain loop (default); "
+        "0 = torch's default (its convolutions on every core)",
+    )  # fmt: skip
     ap.add_argument("--json-out", default="scale.json")
     ap.add_argument("--work-dir", help="keep collections and label sets here (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -180,16 +195,19 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="webseg-scale-") as scratch:
         tmp = args.work_dir or scratch
         for n in args.n:
-            collection = repeated_collection(Path(args.collection), n, Path(tmp, f"n{n}"), args.items)
+            collection = repeated_collection(
+                Path(args.collection), n, Path(tmp, f"n{n}"), args.items
+            )
             row = {"n": n, "webseg": run_webseg(collection, args.model, Path(tmp, f"w{n}"),
                                                 args.config)}  # fmt: skip
             if not args.no_baseline:
                 row["baseline"] = run_baseline(collection, args.model, Path(tmp, f"b{n}"),
-                                               args.config)  # fmt: skip
+                                               args.config, args.baseline_threads)  # fmt: skip
                 row["ratio"] = round(row["baseline"]["wall_s"] / row["webseg"]["wall_s"], 2)
             results.append(row)
             print(json.dumps(row), flush=True)
-    summary = {"cpus": os.cpu_count(), "model": args.model, "runs": results}
+    summary = {"cpus": os.cpu_count(), "model": args.model,
+               "baseline_threads": args.baseline_threads, "runs": results}  # fmt: skip
     Path(args.json_out).write_text(json.dumps(summary, indent=2))
     print("| N | items | webseg items/s | baseline items/s | ratio | CPU busy % | peak MiB |")
     print("|---|---|---|---|---|---|---|")
@@ -201,6 +219,6 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--baseline-worker":
-        baseline_worker(*sys.argv[2:6])
+        baseline_worker(*sys.argv[2:7])
     else:
         main()

@@ -24,7 +24,17 @@ class StageResources:
     num_cpus: float = (
         1.0  # logical CPUs per task/actor (fractions keep small nodes from deadlocking)
     )
-    batch_size: int = 4  # rows per batch (a row is an image or a window of video frames)
+    batch_size: int | str = 4  # rows per batch (a row is an image or a window of video frames)
+
+    def __post_init__(self) -> None:
+        if self.batch_size != AUTO and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive integer or auto, not {self.batch_size!r}"
+            )
 
 
 def _decode() -> StageResources:
@@ -32,7 +42,7 @@ def _decode() -> StageResources:
 
 
 def _cam() -> StageResources:
-    return StageResources(num_gpus=AUTO, num_cpus=1.0, batch_size=4)
+    return StageResources(num_gpus=AUTO, num_cpus=1.0, batch_size=AUTO)
 
 
 def _refine() -> StageResources:
@@ -54,6 +64,11 @@ class ResourcesConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.cpu_cam_share < 1.0:
             raise ValueError(f"resources.cpu_cam_share must be in (0, 1), not {self.cpu_cam_share}")
+        for name in ("decode", "refine", "write"):
+            if getattr(self, name).batch_size == AUTO:
+                raise ValueError(
+                    f"resources.{name}.batch_size: auto is for cam only; give a number"
+                )
 
 
 @dataclass(frozen=True)

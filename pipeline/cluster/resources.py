@@ -16,6 +16,9 @@ from dataclasses import replace
 
 from pipeline.label_config import AUTO, ResourcesConfig, StageResources
 
+GPU_CAM_ROWS = 4  # cam.batch_size auto on GPUs: rows per batch, so a GPU sees full batches
+MIN_REFINE_ACTORS = 2
+
 
 def auto_gpus(value: bool | float | str, cluster: dict[str, float]) -> float:
     """GPUs per actor or worker: 'auto' -> 1.0 when the cluster has GPUs, else 0.0; else the value."""
@@ -40,29 +43,42 @@ def resolve_accelerated(
 
 def resolve_predict_resources(res: StageResources, cluster: dict[str, float]) -> StageResources:
     """webseg predict's actor pool: 'auto' GPUs: 1 per actor when the cluster has GPUs; 'auto'
-    actors: one per GPU, or on a CPU-only cluster one per two CPUs."""
-    return resolve_accelerated(res, cluster, cpus_per_cpu_actor=2)
+    actors: one per GPU, or on a CPU-only cluster one per two CPUs; 'auto' batch_size: one row."""
+    res = resolve_accelerated(res, cluster, cpus_per_cpu_actor=2)
+    return replace(res, batch_size=1) if res.batch_size == AUTO else res
 
 
 def resolve_pseudo_label_resources(
     res: ResourcesConfig, cluster: dict[str, float]
 ) -> ResourcesConfig:
     """webseg pseudo-label's stages: CAM as an accelerated stage; on a CPU-only cluster CAM gets
-    cpu_cam_share of the CPUs; 'auto' refine actors fill the CPUs left (at least one)."""
+    cpu_cam_share of the CPUs; 'auto' refine actors fill the CPUs left (at least two). CAM's
+    'auto' batch_size: GPU_CAM_ROWS rows with GPUs, one row on CPUs (a CPU runs a batch no faster
+    than its images one by one, docs/quality.md, and a batch of several video windows would keep
+    one actor busy while the others idle at the end of a run)."""
     cam = resolve_accelerated(res.cam, cluster, cpus_per_cpu_actor=8)
     cpus = float(cluster.get("CPU", 1))
     tasks = res.decode.num_cpus + res.write.num_cpus
     if cam.num_gpus == 0 and res.cam.actors == AUTO:
         cam = replace(cam, actors=_cpu_cam_actors(res, cpus - tasks))
+    if cam.batch_size == AUTO:
+        cam = replace(cam, batch_size=GPU_CAM_ROWS if cam.num_gpus > 0 else 1)
     spare = cpus - cam.num_cpus * int(cam.actors) - tasks
-    refine_actors = res.refine.actors
-    if refine_actors == AUTO:
-        refine_actors = max(1, int(spare // res.refine.num_cpus))
-    return replace(
-        res,
-        cam=cam,
-        refine=replace(res.refine, actors=int(refine_actors), num_gpus=0.0),
-    )
+    refine = replace(res.refine, num_gpus=0.0)
+    if refine.actors == AUTO:
+        refine = _auto_refine(refine, spare)
+    return replace(res, cam=cam, refine=refine)
+
+
+def _auto_refine(refine: StageResources, spare: float) -> StageResources:
+    """Refine actors filling the spare CPUs, at least MIN_REFINE_ACTORS of them (sharing the
+    spare CPUs when it holds fewer): a video window is one row and seconds of graph cut, so a
+    single refine actor leaves the machine half idle while it works through a video."""
+    actors = max(MIN_REFINE_ACTORS, int(spare // refine.num_cpus))
+    num_cpus = refine.num_cpus
+    if spare > 0 and actors * num_cpus > spare:
+        num_cpus = spare / actors
+    return replace(refine, actors=actors, num_cpus=num_cpus)
 
 
 def _cpu_cam_actors(res: ResourcesConfig, cpus: float) -> int:

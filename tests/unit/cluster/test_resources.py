@@ -12,7 +12,7 @@ from pipeline.cluster.resources import (
     resolve_pseudo_label_resources,
     resolve_use_gpu,
 )
-from pipeline.label_config import ResourcesConfig, StageResources
+from pipeline.label_config import AUTO, ResourcesConfig, StageResources
 from pipeline.settings import PredictConfig
 
 
@@ -65,6 +65,30 @@ def test_cpu_only_cluster_gets_no_gpus_and_fits_every_stage():
             + res.write.num_cpus
         )
         assert res.refine.actors >= 1 and (total <= cpus or cpus < 2), cpus
+
+
+def test_cam_rows_per_batch_auto_is_one_on_cpus_and_more_on_gpus():
+    cpu = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 8.0})
+    gpu = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 8.0, "GPU": 1.0})
+    assert cpu.cam.batch_size == 1 and gpu.cam.batch_size > 1
+    fixed = ResourcesConfig(cam=StageResources(num_gpus=AUTO, batch_size=3))
+    assert resolve_pseudo_label_resources(fixed, {"CPU": 8.0}).cam.batch_size == 3
+
+
+def test_a_laptop_gets_two_refine_actors_sharing_the_spare_cpus():
+    # 2 cores -> a local Ray of 3 logical CPUs: 2 CAM actors, and the 0.5 CPU left is shared by
+    # two refine actors so that two video windows are cut at once
+    res = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 3.0})
+    assert (res.cam.actors, res.refine.actors) == (2, 2)
+    assert res.refine.num_cpus == 0.25
+
+
+def test_batch_size_auto_only_where_it_is_resolved():
+    with pytest.raises(ValueError, match="resources.refine.batch_size: auto is for cam only"):
+        ResourcesConfig(refine=StageResources(batch_size=AUTO))
+    with pytest.raises(ValueError, match="positive integer or auto"):
+        StageResources(batch_size=0)
+    assert resolve_predict_resources(StageResources(batch_size=AUTO), {"CPU": 4.0}).batch_size == 1
 
 
 def test_cpu_cam_share_moves_cpus_between_cam_and_refine():
