@@ -12,6 +12,11 @@ discriminative parts of an object) join the map.
 With a ``PriorHead`` (the ImageNet head folded onto the label space; frozen ImageNet backbones
 only) each tag that has ImageNet classes gets the mean of its learned map and its prior map, and
 its score is the larger of the learned and the prior probability (``imagenet_prior``).
+
+A classifier trained with adversarial erasing (``classifier.erasing_rounds``) carries one extra
+head per erasing round; each tag's map is then the pixelwise max of the first head's map (fused
+with the prior as above) and the extra heads' peak-normalised maps: the union of the regions the
+rounds mined (Wei et al., CVPR 2017). Scores stay the first head's.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch.nn.functional as F
 
 from pipeline.cam_config import CamConfig
 from pipeline.models.classifier import CamClassifier, normalize
+from pipeline.models.erasing import merge_round_maps
 from pipeline.models.imagenet_prior import PriorHead
 
 
@@ -92,6 +98,10 @@ def _unflip(x: torch.Tensor, flip: bool) -> torch.Tensor:
     return x[:half] + second
 
 
+def _add(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    return value if total is None else total + value
+
+
 @torch.inference_mode()
 def _maps_and_logits(
     model: CamClassifier,
@@ -99,14 +109,16 @@ def _maps_and_logits(
     cfg: CamConfig,
     device: str,
     prior: PriorHead | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, list]:
     """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over
     scales/flips and logits (B, C) averaged over them; h, w = the scale-1 feature size. With a
-    prior: its maps (B, C, h, w) summed the same way and its probabilities (B, C) averaged."""
+    prior: its maps (B, C, h, w) summed the same way and its probabilities (B, C) averaged.
+    Last, per extra (erasing-round) head of the model, its maps (B, C, h, w) summed alike."""
     x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device), model.input_stats)
     base = working_size(images.shape[1], images.shape[2], cfg)
     out_size = _feature_size(base, model.backbone.output_stride)
     maps_sum = logits_sum = prior_maps = prior_probs = None
+    extra_maps: list[torch.Tensor | None] = [None] * len(model.extra_heads)
     runs = 0
     for scale in cfg.scales:
         scaled = _resize(x, working_size(images.shape[1], images.shape[2], cfg, scale))
@@ -121,10 +133,13 @@ def _maps_and_logits(
             probs = _unflip(prior.probabilities(features.mean(dim=(2, 3))), cfg.flip)
             prior_maps = pmaps if prior_maps is None else prior_maps + pmaps
             prior_probs = probs if prior_probs is None else prior_probs + probs
+        for index, head in enumerate(model.extra_heads):
+            emaps = _unflip(_head_maps(head, features, cfg, out_size)[1], cfg.flip)
+            extra_maps[index] = _add(extra_maps[index], emaps)
         runs += 2 if cfg.flip else 1
     if prior_probs is not None:
         prior_probs = prior_probs / runs
-    return maps_sum, logits_sum / runs, prior_maps, prior_probs
+    return maps_sum, logits_sum / runs, prior_maps, prior_probs, extra_maps
 
 
 def _peak_normalised(maps: torch.Tensor) -> torch.Tensor:
@@ -149,36 +164,31 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
 
 
-def compute_cams(
+def compute_round_cams(
     model: CamClassifier,
     images: list[np.ndarray],
     tag_ids: list[list[int]],
     cfg: CamConfig,
     device: str = "cpu",
     prior: PriorHead | None = None,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """CAMs of each image's tags (fused with the ImageNet prior where one is given).
-
-    images: N arrays HxWx3 uint8 RGB (any sizes); tag_ids: per image the label-space indices (1..C,
-    0 = background is not a tag) of its tags.
-    Returns (cams, scores): cams[i] is K x h x w float32 in [0, 1] with K = len(tag_ids[i]), each
-    map ReLU'd and divided by its own max (all zeros when the class never fires); h, w = the scale-1
-    feature resolution (short side about input_size / output_stride, aspect kept; callers resize).
-    scores[i] is (K,) float32: the sigmoid probability of each tag (with a prior, the larger of it
-    and the prior probability). No tags: a 0 x h x w array and
-    an empty score array.
-    """
+) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:
+    """compute_cams before the erasing rounds merge: (rounds, scores) where rounds[i] is a list
+    of 1 + len(model.extra_heads) K x h x w float32 maps in [0, 1], the first head's (fused with
+    the prior) first, then each extra head's, each peak-normalised. Arguments and scores as in
+    compute_cams."""
     if len(images) != len(tag_ids):
         raise ValueError(f"{len(images)} images but {len(tag_ids)} tag lists")
     model.eval()
     for image in images:
         _check_image(image)
     images = [bucketed(image, cfg) for image in images]
-    cams: list[np.ndarray | None] = [None] * len(images)
+    rounds: list[list[np.ndarray] | None] = [None] * len(images)
     scores: list[np.ndarray | None] = [None] * len(images)
     for indices in _batches(images, cfg.batch_size):
         stack = np.stack([images[i] for i in indices])
-        maps, logits, prior_maps, prior_probs = _maps_and_logits(model, stack, cfg, device, prior)
+        maps, logits, prior_maps, prior_probs, extra = _maps_and_logits(
+            model, stack, cfg, device, prior
+        )
         for row, index in enumerate(indices):
             _check_tags(tag_ids[index], maps.shape[1])
             channels = torch.tensor([t - 1 for t in tag_ids[index]], dtype=torch.long).to(
@@ -191,9 +201,35 @@ def compute_cams(
                 own = _peak_normalised(prior_maps[row].index_select(0, channels))
                 selected = torch.where(has, _peak_normalised(selected + own), selected)
                 score = torch.maximum(score, prior_probs[row, channels])
-            cams[index] = selected.float().cpu().numpy()
+            extras = [_peak_normalised(e[row].index_select(0, channels)) for e in extra]
+            rounds[index] = [m.float().cpu().numpy() for m in (selected, *extras)]
             scores[index] = score.float().cpu().numpy()
-    return cams, scores  # type: ignore[return-value]
+    return rounds, scores  # type: ignore[return-value]
+
+
+def compute_cams(
+    model: CamClassifier,
+    images: list[np.ndarray],
+    tag_ids: list[list[int]],
+    cfg: CamConfig,
+    device: str = "cpu",
+    prior: PriorHead | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """CAMs of each image's tags (fused with the ImageNet prior where one is given, merged with
+    the erasing rounds' maps where the model has extra heads).
+
+    images: N arrays HxWx3 uint8 RGB (any sizes); tag_ids: per image the label-space indices (1..C,
+    0 = background is not a tag) of its tags.
+    Returns (cams, scores): cams[i] is K x h x w float32 in [0, 1] with K = len(tag_ids[i]), each
+    map ReLU'd and divided by its own max (all zeros when the class never fires); h, w = the scale-1
+    feature resolution (short side about input_size / output_stride, aspect kept; callers resize).
+    With extra heads, each map is the pixelwise max of the first head's and the extra heads'
+    peak-normalised maps. scores[i] is (K,) float32: the sigmoid probability of each tag (with a
+    prior, the larger of it and the prior probability). No tags: a 0 x h x w array and an empty
+    score array.
+    """
+    rounds, scores = compute_round_cams(model, images, tag_ids, cfg, device, prior)
+    return [merge_round_maps(maps) for maps in rounds], scores
 
 
 def _check_tags(tags: list[int], num_classes: int) -> None:
@@ -212,7 +248,7 @@ def class_scores(
         _check_image(image)
     images = [bucketed(image, cfg) for image in images]
     for indices in _batches(images, cfg.batch_size):
-        _, logits, _, _ = _maps_and_logits(
+        _, logits, _, _, _ = _maps_and_logits(
             model, np.stack([images[i] for i in indices]), cfg, device
         )
         out[indices] = torch.sigmoid(logits).float().cpu().numpy()

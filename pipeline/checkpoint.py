@@ -17,7 +17,7 @@ from torch import nn
 
 from pipeline import storage
 from pipeline.models.backbone import LoadReport, ResNet, load_backbone_state
-from pipeline.models.classifier import CamClassifier
+from pipeline.models.classifier import CamClassifier, extra_head_count
 from pipeline.models.config import ModelConfig
 from pipeline.models.pretrained import WeightsError, WeightsInfo, load_strict
 
@@ -82,6 +82,7 @@ def load_classifier(
     payload = load_payload(uri, device)
     cfg = config_from_dict(payload["model_config"])
     model = CamClassifier(cfg)
+    model.add_extra_heads(extra_head_count(payload["state_dict"]))
     model.load_state_dict(payload["state_dict"])
     classes = tuple(payload.get("classes") or ())
     return model.to(device).eval(), cfg, classes

@@ -16,7 +16,11 @@ Stats = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, 
 
 
 class CamClassifier(nn.Module):
-    """forward: (B, 3, H, W) normalised float -> logits (B, C); cams: -> raw maps (B, C, h, w)."""
+    """forward: (B, 3, H, W) normalised float -> logits (B, C); cams: -> raw maps (B, C, h, w).
+
+    extra_heads: the heads of adversarial-erasing rounds after the first (pipeline.models.erasing),
+    empty unless training added them; they change the CAMs (merged), not the logits.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -25,6 +29,18 @@ class CamClassifier(nn.Module):
         self.dropout = nn.Dropout2d(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.classifier = nn.Conv2d(self.backbone.out_channels, cfg.num_classes, 1, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.01)
+        self.extra_heads = nn.ModuleList()
+
+    def new_head(self) -> nn.Conv2d:
+        """A head shaped like the classifier's (bias-free 1x1 conv), on the classifier's device."""
+        weight = self.classifier.weight
+        head = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=False)
+        return head.to(device=weight.device, dtype=weight.dtype)
+
+    def add_extra_heads(self, count: int) -> None:
+        """Append count heads (checkpoints with erasing rounds: made before their weights load)."""
+        for _ in range(count):
+            self.extra_heads.append(self.new_head())
 
     def cams(self, x: torch.Tensor) -> torch.Tensor:
         """Raw (not ReLU'd) class activation maps, (B, C, ceil(H/os), ceil(W/os)) float."""
@@ -83,3 +99,9 @@ def normalize_float(
     mean = torch.tensor(stats[0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1) / 255.0
     std = torch.tensor(stats[1], device=x.device, dtype=x.dtype).view(1, 3, 1, 1) / 255.0
     return (x - mean) / std
+
+
+def extra_head_count(state_dict: dict) -> int:
+    """How many extra (erasing-round) heads a CamClassifier state dict holds; 0 for old ones."""
+    prefix = "extra_heads."
+    return len({k[len(prefix) :].split(".")[0] for k in state_dict if k.startswith(prefix)})

@@ -24,23 +24,14 @@ import torch.nn.functional as F
 from pipeline import checkpoint
 from pipeline.models.classifier import CamClassifier
 from pipeline.tracking import runs as tracking
-from pipeline.train import finetune
+from pipeline.train import erasing_rounds, finetune
 from pipeline.train.augment import augment_batch, eval_batch
+from pipeline.train.classifier_data import store_size
 from pipeline.train.common import concat_across_workers, mean_across_workers
 from pipeline.train.config import ClassifierTrainConfig
+from pipeline.train.finetune import average_precision
 
 log = logging.getLogger(__name__)
-
-
-def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """AP of one class: scores (N,) float, labels (N,) {0, 1}; nan when there is no positive."""
-    positives = labels.sum()
-    if positives == 0:
-        return float("nan")
-    order = np.argsort(-scores, kind="stable")
-    hits = labels[order] > 0
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float(precision[hits].sum() / positives)
 
 
 def per_class_ap(
@@ -142,21 +133,30 @@ def _rows(parts: list[torch.Tensor], columns: int) -> np.ndarray:
 
 def _pool_shard(model: CamClassifier, shard, cfg, device) -> dict:
     """One pass over this worker's shard: pooled features at head_sizes x flip ("fit", with
-    "fit_targets") and at image_size ("eval", with "targets": the final mAP's inputs)."""
-    fit, fit_targets, evals, targets = [], [], [], []
-    stats, views = model.input_stats, 2 * len(cfg.head_sizes)
+    "fit_targets" and "fit_images", the image each row pools) and at image_size ("eval", with
+    "targets": the final mAP's inputs). With erasing rounds also the images themselves ("images",
+    N x S x S x 3 uint8: the rounds erase them, so they stay in this worker's memory)."""
+    fit, fit_targets, fit_images, evals, targets, kept = [], [], [], [], [], []
+    stats, views, seen = model.input_stats, 2 * len(cfg.head_sizes), 0
     for batch in _batches(shard, cfg.batch_size, 0, device):
         images = batch["image"]
         fit.append(finetune.pooled_features(model.backbone, images, cfg.head_sizes, stats))
         fit_targets.append(batch["target"].repeat(views, 1))
+        fit_images.append(torch.arange(seen, seen + len(images)).repeat(views))
         evals.append(finetune.pooled(model.backbone, images, cfg.image_size, stats))
         targets.append(batch["target"])
+        seen += len(images)
+        if cfg.erasing_rounds:
+            kept.append(images.cpu().numpy())
     width, classes = model.backbone.out_channels, cfg.model.num_classes
+    side = store_size(cfg)
     return {
         "fit": _rows(fit, width),
         "fit_targets": _rows(fit_targets, classes),
+        "fit_images": torch.cat(fit_images).numpy() if fit_images else np.zeros(0, np.int64),
         "eval": _rows(evals, width),
         "targets": _rows(targets, classes),
+        "images": np.concatenate(kept) if kept else np.zeros((0, side, side, 3), np.uint8),
     }
 
 
@@ -167,8 +167,8 @@ def _fit_head(model: CamClassifier, shard, cfg, device, pos_weight) -> tuple[dic
     model.eval()
     started = time.time()
     local = _pool_shard(model, shard, cfg, device)
-    gathered = {k: concat_across_workers(local[k]) for k in ("fit", "fit_targets", "eval",
-                                                              "targets")}  # fmt: skip
+    gathered = {k: concat_across_workers(local[k]) for k in ("fit", "fit_targets", "fit_images",
+                                                              "eval", "targets")}  # fmt: skip
     extracted = time.time() - started
     log.info("classifier head: pooled features of %d views in %.0f s; fitting the head",
              len(gathered["fit"]), extracted)  # fmt: skip
@@ -181,7 +181,21 @@ def _fit_head(model: CamClassifier, shard, cfg, device, pos_weight) -> tuple[dic
     scores = torch.sigmoid(torch.from_numpy(gathered["eval"]) @ weight.cpu().T).numpy()
     timings = {"features_s": extracted, "head_fit_s": time.time() - started - extracted,
                "feature_rows": len(gathered["fit"])}  # fmt: skip
+    if cfg.erasing_rounds:
+        timings |= _erasing(model, local, gathered, cfg, device, pos_weight)
     return timings, (scores, gathered["targets"])
+
+
+def _erasing(model, local: dict, gathered: dict, cfg, device, pos_weight) -> dict:
+    """Adversarial erasing rounds after the first head (extra heads join the model); their
+    metrics, seconds per round among them."""
+    first = erasing_rounds.HeadRows(gathered["fit"], gathered["fit_targets"],
+                                    gathered["fit_images"])  # fmt: skip
+    first_map, results = erasing_rounds.run_rounds(
+        model, local["images"], local["targets"], first, pos_weight, cfg, device,
+        gather=concat_across_workers,
+    )  # fmt: skip
+    return erasing_rounds.round_metrics(first_map, results)
 
 
 def _report(model, cfg, classes, metrics: dict, rank: int) -> None:

@@ -39,6 +39,13 @@ class ClassifierTrainConfig:
     head_sizes: tuple[int, ...] = (320, 448)  # finetune=head: square sizes features are pooled at
     head_steps: int = 600  # finetune=head: full-batch Adam steps
     head_lr: float = 0.01  # finetune=head: Adam learning rate
+    erasing_rounds: int = 0  # finetune=head: adversarial erasing rounds after the first head
+    # (Wei et al. 2017; AE-PSL used 3), each a head fitted on images with the previous head's
+    # strongest CAM regions erased; CAMs take the max over the heads. 0 = off
+    erasing_threshold: float = 0.8  # erase where a tag's peak-normalised CAM exceeds this
+    # (AE-PSL: the top 20 % of the heatmap's values)
+    erasing_stop_ratio: float = 0.5  # stop (dropping the round's head) when a head fitted on the
+    # erased images scores held-out (two-fold) mAP under this share of the first round's
     epochs: int = 30  # passes over the images and sampled frames (not used by finetune=head)
     batch_size: int = 16  # global batch, split across workers
     lr: float = 3e-3  # AdamW peak rate, warm-up then cosine (dev: 3e-3 train mAP 0.52, 1e-3 0.33)
@@ -79,6 +86,17 @@ class ClassifierTrainConfig:
                 "no packaged ImageNet weights for resnet: set pretrained to a weights file, "
                 "or none (with finetune: full), or choose an efficientnet_lite backbone"
             )
+        self._check_erasing()
+
+    def _check_erasing(self) -> None:
+        if self.erasing_rounds < 0:
+            raise ValueError(f"erasing_rounds must be >= 0, not {self.erasing_rounds}")
+        if self.erasing_rounds and self.finetune != "head":
+            raise ValueError(f"erasing_rounds > 0 needs finetune: head, not {self.finetune!r}")
+        if not 0.0 < self.erasing_threshold < 1.0:
+            raise ValueError(f"erasing_threshold must be in (0, 1), not {self.erasing_threshold}")
+        if not 0.0 <= self.erasing_stop_ratio <= 1.0:
+            raise ValueError(f"erasing_stop_ratio must be in [0, 1], not {self.erasing_stop_ratio}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,21 @@ class SegmenterTrainConfig:
     max_class_weight: float = 10.0  # cap on a rare class's weight (one small object)
     logit_adjustment: float = 0.0  # tau of the logit-adjusted loss (Menon et al. 2021; 1 is
     # theirs): tau * log(class pixel prior) is added to the logits in the loss; 0 = plain CE
+    loss: Literal["ce", "sec"] = "ce"  # ce: cross-entropy on the pseudo-label; sec: SEC's
+    # seeding (that CE) + expansion (GWRP against the mask's classes) + constrain-to-boundary
+    # (KL to the prediction's dense CRF) losses (Kolesnikov & Lampert 2016); not yet measured
+    sec_fg_decay: float = 0.996  # sec: GWRP decay of the image's foreground classes (SEC's)
+    sec_bg_decay: float = 0.999  # sec: GWRP decay of background (SEC's)
+    sec_stride: int = 8  # sec: expansion and CRF on the softmax pooled by this (SEC's 41/321)
+    seed_growing: Literal["none", "dsrg"] = "none"  # dsrg: before each loss the segmenter's own
+    # prediction grows the pseudo-label's regions into adjacent 255 pixels (DSRG, Huang et al.
+    # 2018, in the loop; classes from the crop's mask); none: the labels as given
+    dsrg_fg_threshold: float = 0.85  # dsrg: probability a pixel needs to join a class (DSRG's)
+    dsrg_bg_threshold: float = 0.99  # dsrg: probability a pixel needs to join background (DSRG's)
+    curriculum: Literal["none", "simple_first"] = "none"  # simple_first: simple to complex (STC,
+    # Wei et al. 2017): the first simple_epochs on the simple sources (one tag, one foreground
+    # region, confidence >= the median), then all; none: all from the start
+    simple_epochs: float = 0.25  # simple_first: a share (< 1) or a count (>= 1) of the epochs
     cache_decoded: bool | Literal["auto"] = "auto"  # keep the decoded, letterboxed training set
     # in the object store across epochs; auto: when it fits a quarter of the cluster's store
     workers: int = 1  # Ray Train workers (DDP)
@@ -141,6 +174,29 @@ class SegmenterTrainConfig:
         if self.cache_decoded not in (True, False, "auto"):
             raise ValueError(
                 f"cache_decoded must be true, false or auto, not {self.cache_decoded!r}"
+            )
+        self._check_methods()
+
+    def _check_methods(self) -> None:
+        """The training-method choices: loss (SEC), seed_growing (DSRG), curriculum (STC)."""
+        if self.loss not in ("ce", "sec"):
+            raise ValueError(f"loss must be ce or sec, not {self.loss!r}")
+        for name in ("sec_fg_decay", "sec_bg_decay"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        if type(self.sec_stride) is not int or self.sec_stride < 1:
+            raise ValueError(f"sec_stride must be an integer >= 1, not {self.sec_stride!r}")
+        if self.seed_growing not in ("none", "dsrg"):
+            raise ValueError(f"seed_growing must be none or dsrg, not {self.seed_growing!r}")
+        for name in ("dsrg_fg_threshold", "dsrg_bg_threshold"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), not {getattr(self, name)}")
+        if self.curriculum not in ("none", "simple_first"):
+            raise ValueError(f"curriculum must be none or simple_first, not {self.curriculum!r}")
+        if self.simple_epochs <= 0 or (self.simple_epochs >= 1 and self.simple_epochs % 1):
+            raise ValueError(
+                f"simple_epochs must be a share in (0, 1) or a whole count >= 1, "
+                f"not {self.simple_epochs}"
             )
 
 

@@ -10,6 +10,7 @@ the augmented training loop), partial (the last `trainable_stages` stages), full
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,6 +70,17 @@ def balanced_weights(positives: torch.Tensor, rows: int, max_weight: float) -> t
     """positive_weights from counts: (C,) positives per class among `rows` rows -> (C,)."""
     negatives = rows - positives
     return (negatives / positives.clamp_min(1.0)).clamp(1.0, max_weight)
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AP of one class: scores (N,) float, labels (N,) {0, 1}; nan when there is no positive."""
+    positives = labels.sum()
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    hits = labels[order] > 0
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].sum() / positives)
 
 
 def fit_linear_head(
