@@ -6,7 +6,8 @@ absolute uris). In the same run, two ways over it:
 - baseline: one process calling the same stage cores (decode_batch, CamStage, RefineStage,
   write_batch: plain Python classes, no Ray) item by item in a plain loop.
 Measured for each: wall seconds, items/s and frames/s (manifest rows), the machine's CPU
-utilisation over the run (/proc/stat), peak memory (summed RSS of the process tree: the CLI,
+utilisation over the run (/proc/stat) and the run's own (CPU seconds of its process tree over
+wall x cores), peak memory (summed RSS of the process tree: the CLI,
 the Ray processes it started, their workers; sampled every 0.5 s), and for webseg the per-stage
 seconds from run.json. Prints a table and writes everything as JSON.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def repeated_collection(source: Path, n: int, root: Path, first: int = 0) -> Path:
@@ -55,49 +57,68 @@ def cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def tree_rss(root_pid: int) -> int:
-    """Summed resident bytes of root_pid and all its descendants."""
+def tree_usage(root_pid: int) -> tuple[int, dict[int, float]]:
+    """(summed resident bytes, {pid: CPU seconds so far}) of root_pid and all its descendants."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            rss[int(entry.name)] = int((entry / "statm").read_text().split()[1]) * PAGE
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            pid = int(entry.name)
+            rss[pid] = int((entry / "statm").read_text().split()[1]) * PAGE
+            cpu[pid] = sum(int(v) for v in fields[11:15]) / TICKS  # utime stime cutime cstime
         except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(parent, []).append(int(entry.name))
-    total, todo = 0, [root_pid]
+        children.setdefault(int(fields[1]), []).append(pid)
+    total, tree, todo = 0, {}, [root_pid]
     while todo:
         pid = todo.pop()
         total += rss.get(pid, 0)
+        tree[pid] = cpu.get(pid, 0.0)
         todo.extend(children.get(pid, []))
-    return total
+    return total, tree
+
+
+def tree_rss(root_pid: int) -> int:
+    """Summed resident bytes of root_pid and all its descendants."""
+    return tree_usage(root_pid)[0]
 
 
 class Sampler:
-    """Peak tree RSS of a pid, sampled in a thread, and machine CPU use between start and stop."""
+    """Peak tree RSS and CPU seconds of a pid's process tree, sampled in a thread, and machine CPU
+    use between start and stop. The tree's CPU seconds are each process's last sample (a process
+    that lives under 0.5 s may be missed), so they are a lower bound of the run's own CPU use;
+    the machine's share also counts other work on the machine."""
 
     def __init__(self, pid: int):
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._cpu_seen: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Sampler:
         self._cpu = cpu_times()
+        self._started = time.perf_counter()
         self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            self.peak = max(self.peak, tree_rss(self.pid))
+            rss, cpu = tree_usage(self.pid)
+            self.peak = max(self.peak, rss)
+            for pid, seconds in cpu.items():
+                self._cpu_seen[pid] = max(seconds, self._cpu_seen.get(pid, 0.0))
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
         busy, total = cpu_times()
         self.cpu_busy = (busy - self._cpu[0]) / max(1, total - self._cpu[1])
+        wall = time.perf_counter() - self._started
+        self.tree_cpu_s = sum(self._cpu_seen.values())
+        self.tree_busy = self.tree_cpu_s / max(1e-9, wall * (os.cpu_count() or 1))
 
 
 def _timed(command: list[str], what: str, env: dict | None = None) -> tuple[float, str, Sampler]:
@@ -142,6 +163,8 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
         "items_per_s": round(items / wall, 3),
         "frames_per_s": round(rows / wall, 3),
         "cpu_busy_pct": round(100 * sampler.cpu_busy, 1),
+        "own_cpu_s": round(sampler.tree_cpu_s, 1),
+        "own_cpu_busy_pct": round(100 * sampler.tree_busy, 1),
         "peak_rss_mib": round(sampler.peak / 2**20, 1),
     }
 
@@ -209,12 +232,13 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"cpus": os.cpu_count(), "model": args.model,
                "baseline_threads": args.baseline_threads, "runs": results}  # fmt: skip
     Path(args.json_out).write_text(json.dumps(summary, indent=2))
-    print("| N | items | webseg items/s | baseline items/s | ratio | CPU busy % | peak MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| N | items | webseg items/s | baseline items/s | ratio | CPU busy % (machine / "
+          "webseg's own) | peak MiB |\n|---|---|---|---|---|---|---|")  # fmt: skip
     for r in results:
         w, b = r["webseg"], r.get("baseline", {})
         print(f"| {r['n']} | {w['items']} | {w['items_per_s']} | {b.get('items_per_s', '-')} "
-              f"| {r.get('ratio', '-')} | {w['cpu_busy_pct']} | {w['peak_rss_mib']} |")  # fmt: skip
+              f"| {r.get('ratio', '-')} | {w['cpu_busy_pct']} / {w['own_cpu_busy_pct']} "
+              f"| {w['peak_rss_mib']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
