@@ -152,7 +152,8 @@ def run_baseline(collection: Path, model: str, out: Path, config: str | None, th
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     wall, stdout, sampler = _timed(command, "baseline", env)
     counts = json.loads(stdout.strip().splitlines()[-1])
-    return _figures(wall, counts["items"], counts["rows"], sampler)
+    figures = _figures(wall, counts["items"], counts["rows"], sampler)
+    return figures | {"stage_seconds": counts["stage_seconds"]}
 
 
 def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
@@ -188,11 +189,23 @@ def baseline_worker(collection: str, model: str, out: str, config: str, threads:
     cam_stage = CamStage(None if model == "none" else model, cfg.cam)
     refine_stage = RefineStage(cfg)
     items, rows = read_collection(collection, cfg.collection).items, 0
+    seconds = dict.fromkeys(("decode", "cam", "refine", "write"), 0.0)
     for item in items:
+        started = time.perf_counter()
         decoded = decode_batch(to_batch([item_row(item)]), cfg.decode)
-        batch = refine_stage(cam_stage(decoded))
+        seconds["decode"] += time.perf_counter() - started
+        started = time.perf_counter()
+        with_cams = cam_stage(decoded)
+        seconds["cam"] += time.perf_counter() - started
+        started = time.perf_counter()
+        batch = refine_stage(with_cams)
+        seconds["refine"] += time.perf_counter() - started
+        started = time.perf_counter()
         rows += len(write_batch(batch, out, cfg.output.save_cams)["id"])
-    print(json.dumps({"items": len(items), "rows": rows}))
+        seconds["write"] += time.perf_counter() - started
+    stage_seconds = {k: round(v, 2) for k, v in seconds.items()}
+    Path(out, "baseline_stage_seconds.json").write_text(json.dumps(stage_seconds))
+    print(json.dumps({"items": len(items), "rows": rows, "stage_seconds": stage_seconds}))
 
 
 def main(argv: list[str] | None = None) -> None:
