@@ -156,3 +156,34 @@ def test_heldout_map_tells_separable_from_noise():
     noise = rng.normal(size=(80, 8)).astype(np.float32)
     assert heldout_map(HeadRows(signal, targets, images), weight, cfg) > 0.95
     assert heldout_map(HeadRows(noise, targets, images), weight, cfg) < 0.8
+
+
+class _Shard:
+    """The part of a Ray Data shard the head fit reads: iter_torch_batches over fixed rows."""
+
+    def __init__(self, images, targets):
+        self.images, self.targets = images, targets
+
+    def iter_torch_batches(self, batch_size, dtypes, device, **_):
+        for start in range(0, len(self.images), batch_size):
+            yield {
+                "image": torch.from_numpy(self.images[start : start + batch_size]),
+                "target": torch.from_numpy(self.targets[start : start + batch_size]),
+            }
+
+
+def test_head_fit_runs_erasing_rounds_and_reports_their_seconds():
+    from pipeline.train.classifier_loop import _fit_head  # Ray Train's loop, run without Ray
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    targets = np.eye(3, dtype=np.float32)[np.arange(8) % 3]
+    cfg = ClassifierTrainConfig(model=SMALL, pretrained="weights.pt", head_sizes=(32,),
+                                image_size=32, batch_size=4, head_steps=20,
+                                erasing_rounds=2, erasing_stop_ratio=0.0)  # fmt: skip
+    model = _model()
+    timings, (scores, seen) = _fit_head(model, _Shard(images, targets), cfg, "cpu", torch.ones(3))
+    assert len(model.extra_heads) == 2  # ratio 0: no round is dropped
+    assert {"erasing_round1_s", "erasing_round2_s", "erasing_round0_heldout_map"} <= set(timings)
+    assert timings["erasing_rounds_kept"] == 2 and scores.shape == seen.shape == (8, 3)
+    assert not torch.equal(model.extra_heads[0].weight, model.classifier.weight)
