@@ -52,12 +52,16 @@ def median_frequency_weights(
 
 
 def logit_offset(pixels: np.ndarray, tau: float) -> np.ndarray | None:
-    """(C,) float32 tau * log(prior) from class_pixel_counts' pixels (add-one smoothed, so an
-    absent class gets a finite, very low prior), or None when tau is 0 (no adjustment)."""
+    """(C,) float32 tau * log(prior) from class_pixel_counts' pixels, or None when tau is 0 (no
+    adjustment). A class with no pixels keeps offset 0: a very low prior would shield its logit
+    from the loss, and then nothing would keep the segmenter from predicting a class it never
+    saw; at 0 plain cross-entropy pushes it down everywhere."""
     if tau == 0:
         return None
-    prior = (pixels.astype(np.float64) + 1.0) / (pixels.sum() + len(pixels))
-    return (tau * np.log(prior)).astype(np.float32)
+    present = pixels > 0
+    offset = np.zeros(pixels.shape, np.float32)
+    offset[present] = tau * np.log(pixels[present] / pixels[present].sum())
+    return offset
 
 
 def class_weights(

@@ -44,12 +44,13 @@ def test_method_none_and_unknown():
         class_weights([], 2, "inverse", 10.0)
 
 
-def test_logit_offset_is_tau_times_the_smoothed_log_prior():
-    pixels = np.array([95, 2, 0], np.int64)  # add-one smoothing: prior 96/100, 3/100, 1/100
+def test_logit_offset_is_tau_times_the_log_prior_and_zero_for_absent_classes():
+    pixels = np.array([96, 3, 0, 1], np.int64)
     offset = logit_offset(pixels, 0.5)
     assert offset.dtype == np.float32
-    np.testing.assert_allclose(offset, 0.5 * np.log([0.96, 0.03, 0.01]), rtol=1e-6)
-    assert offset[0] > offset[1] > offset[2]  # the frequent class is pushed hardest in the loss
+    np.testing.assert_allclose(offset, 0.5 * np.log([0.96, 0.03, 1.0, 0.01]), rtol=1e-6)
+    assert offset[0] > offset[1] > offset[3]  # the frequent class is pushed hardest in the loss
+    assert offset[2] == 0.0  # never seen: plain cross-entropy keeps it down
 
 
 def test_logit_offset_is_none_when_off():
