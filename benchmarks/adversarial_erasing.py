@@ -10,7 +10,11 @@ extra heads), labels every image with the default image route (cam_crf) and is s
 benchmarks/image_quality.py scores, for all images and the halves of the sorted ids.
 
     .venv/bin/python benchmarks/adversarial_erasing.py --model /tmp/dev/clf.pt \\
-        [--collection ../shared/data/dev] [--rounds 3] [--limit 8]
+        [--collection ../shared/data/dev] [--rounds 3] [--limit 8] [--save-model /tmp/dev/ae.pt]
+
+--save-model writes the classifier with its erasing heads (what train-classifier with
+erasing_rounds writes; `webseg pseudo-label --model` takes it); given such a checkpoint as
+--model, the rounds are skipped and only the scoring runs.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from image_quality import confusion, load_items, read_rgb
 
 from pipeline.cam import compute_round_cams
 from pipeline.cam_config import CamConfig
-from pipeline.checkpoint import load_classifier
+from pipeline.checkpoint import load_classifier, save_model
 from pipeline.collection import read_collection
 from pipeline.models.erasing import merge_round_maps
 from pipeline.models.imagenet_prior import load_prior
@@ -55,6 +59,13 @@ def run_erasing(model, collection: str, cfg: ClassifierTrainConfig, limit: int) 
         model, images, targets, first, pos_weight, cfg, "cpu"
     )
     return first_map, results, pooled_s
+
+
+def report_rounds(first_map: float, results: list) -> None:
+    for r in results:
+        print(f"round {r.number}: held-out mAP {r.heldout_map:.3f} (before erasing "
+              f"{first_map:.3f}), loss {r.loss:.4f}, {r.seconds:.0f} s, "
+              f"{'kept' if r.kept else 'dropped (object gone)'}", flush=True)  # fmt: skip
 
 
 def round_cams(root: Path, items: list[dict], model, prior) -> dict[str, list[np.ndarray]]:
@@ -88,20 +99,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stop-ratio", type=float, default=ClassifierTrainConfig.erasing_stop_ratio)
     ap.add_argument("--limit", type=int, default=0, help="only the first N sorted ids (0 = all)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--save-model", help="write the classifier with its erasing heads here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.collection)
     model, model_cfg, classes = load_classifier(args.model)
-    if model.extra_heads:
-        raise SystemExit("the checkpoint already has erasing heads: give a round-0 classifier")
-    cfg = ClassifierTrainConfig(model=model_cfg, erasing_rounds=args.rounds,
-                                erasing_threshold=args.threshold,
-                                erasing_stop_ratio=args.stop_ratio)  # fmt: skip
-    first_map, results, _ = run_erasing(model, str(root), cfg, args.limit)
-    for r in results:
-        print(f"round {r.number}: held-out mAP {r.heldout_map:.3f} (before erasing "
-              f"{first_map:.3f}), loss {r.loss:.4f}, {r.seconds:.0f} s, "
-              f"{'kept' if r.kept else 'dropped (object gone)'}", flush=True)  # fmt: skip
+    seconds = [0.0] * len(model.extra_heads)  # rounds of a saved checkpoint: not timed here
+    if not model.extra_heads:
+        cfg = ClassifierTrainConfig(model=model_cfg, erasing_rounds=args.rounds,
+                                    erasing_threshold=args.threshold,
+                                    erasing_stop_ratio=args.stop_ratio)  # fmt: skip
+        first_map, results, _ = run_erasing(model, str(root), cfg, args.limit)
+        report_rounds(first_map, results)
+        seconds = [r.seconds for r in results if r.kept]
+        if args.save_model:
+            extra = {
+                "finetune": "head",
+                "erasing": erasing_rounds.round_metrics(first_map, results),
+            }
+            print("saved", save_model(model, model_cfg, args.save_model, classes, extra))
     items = sorted(load_items(root), key=lambda it: it["id"])[: args.limit or None]
     prior = load_prior(model.backbone, model_cfg.backbone, list(classes))
     cams = round_cams(root, items, model, prior)
@@ -113,9 +129,9 @@ def main(argv: list[str] | None = None) -> None:
             confs = pool.map(score_item, jobs, chunksize=4)
         whole, even, odd = summary(confs), summary(confs[0::2]), summary(confs[1::2])
         name = "no erasing (default)" if k == 0 else f"erasing, {k} round{'s' * (k > 1)} merged"
-        seconds = f"{np.mean([r.seconds for r in results[:k]]):.0f}" if k else "-"
+        cost = f"{np.mean(seconds[:k]):.0f}" if k else "-"
         print(f"| {name} | {whole['miou']:.1f} | {even['miou']:.1f} | {odd['miou']:.1f} "
-              f"| {whole['horse']:.1f} | {whole['person']:.1f} | {seconds} |", flush=True)  # fmt: skip
+              f"| {whole['horse']:.1f} | {whole['person']:.1f} | {cost} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
