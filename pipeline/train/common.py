@@ -44,11 +44,13 @@ def make_trainer(
     name: str,
     storage_path: str,
     num_to_keep: int,
+    extra_datasets: dict[str, ray.data.Dataset] | None = None,
 ) -> ray.train.torch.TorchTrainer:
     """A TorchTrainer running train_loop(loop_config) on cfg.workers workers of
     cfg.cpus_per_worker CPUs, with GPUs by cfg.use_gpu ('auto': whether the Ray cluster has any);
-    `dataset` is the workers' "train" shard. Run `name` keeps its state and last num_to_keep
-    checkpoints under storage_path (absolute, see `absolute`); Ray Train logs at train_log_level."""
+    `dataset` is the workers' "train" shard (extra_datasets: more shards, by name). Run `name`
+    keeps its state and last num_to_keep checkpoints under storage_path (absolute, see
+    `absolute`); Ray Train logs at train_log_level."""
     return ray.train.torch.TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -63,7 +65,7 @@ def make_trainer(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep),
             logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
         ),
-        datasets={"train": dataset},
+        datasets={"train": dataset, **(extra_datasets or {})},
     )
 
 

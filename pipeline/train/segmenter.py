@@ -6,7 +6,12 @@ Workers stream the label set's `labelled` rows (optionally only those whose `con
 `min_confidence`) through Ray Data (`get_dataset_shard("train")`), augment on their device (random
 scale 0.5-2 / crop / flip), train with cross-entropy (255 ignored; class-weighted by median frequency
 balancing of the training masks, `class_weighting`) under a poly schedule and report a checkpoint
-every epoch. The decoded, letterboxed set is materialized in the object store once before training
+every epoch. Three methods from the literature are config choices, off by default: SEC's
+losses (`loss: sec`) and DSRG's seed growing in the loop (`seed_growing: dsrg`), both in
+pipeline.train.segmenter_objective, and simple to complex (`curriculum: simple_first`): the first
+`simple_epochs` train on the simple sources (pipeline.train.curriculum), a second Ray Train
+dataset "simple", picked by the epoch number (so a resumed run continues in the same phase).
+The decoded, letterboxed set is materialized in the object store once before training
 when it fits a quarter of the cluster's store (`cache_decoded`), else decoded again every epoch.
 The backbone starts from ImageNet weights (`pretrained`), a weights file or a classifier checkpoint
 (`init_from`), trains at `backbone_lr_mult` of the head's rate and keeps its BatchNorm statistics
@@ -26,12 +31,21 @@ from dataclasses import replace
 import numpy as np
 import ray
 
-from pipeline import storage
+from pipeline import schema, storage
+from pipeline.evaluate.inputs import read_mask
+from pipeline.output import read_table
+from pipeline.storage import StorageError
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.registry import CANDIDATE, get_or_create_run
 from pipeline.train.class_weights import class_pixel_counts, logit_offset, median_frequency_weights
 from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import SegmenterTrainConfig
+from pipeline.train.curriculum import (
+    foreground_regions,
+    simple_epoch_count,
+    simple_masks,
+    simple_sources,
+)
 from pipeline.train.segmenter_data import (
     count_samples,
     decoded_bytes,
@@ -71,12 +85,15 @@ def training_dataset(sources: list[dict], cfg: SegmenterTrainConfig) -> ray.data
     )
 
 
-def cached_or_streamed(dataset: ray.data.Dataset, cfg: SegmenterTrainConfig, samples: int):
+def cached_or_streamed(
+    dataset: ray.data.Dataset, cfg: SegmenterTrainConfig, samples: int, alongside: int = 0
+):
     """The dataset materialized in the object store (decoded once, reused every epoch) when
-    cfg.cache_decoded resolves to caching, else as given (decoded again each epoch)."""
+    cfg.cache_decoded resolves to caching, else as given (decoded again each epoch); alongside:
+    samples of another dataset that shares the store (the curriculum's simple part)."""
     size = decoded_bytes(samples, cfg.store_size)
     resources = ray.cluster_resources()
-    if not should_cache(cfg.cache_decoded, samples, cfg.store_size, resources):
+    if not should_cache(cfg.cache_decoded, samples + alongside, cfg.store_size, resources):
         log.info("segmenter data: streamed, decoded every epoch (%.0f MB decoded, "
                  "cache_decoded %s, object store %.0f MB)", size / 1e6, cfg.cache_decoded,
                  resources.get("object_store_memory", 0) / 1e6)  # fmt: skip
@@ -87,6 +104,44 @@ def cached_or_streamed(dataset: ray.data.Dataset, cfg: SegmenterTrainConfig, sam
              "object store %.0f MB)", time.time() - started, size / 1e6, cfg.cache_decoded,
              resources.get("object_store_memory", 0) / 1e6)  # fmt: skip
     return dataset
+
+
+def _mask_regions(labels_uri: str, rows: list[dict]) -> dict[str, int]:
+    """curriculum.foreground_regions of each labelled row's mask, by its mask_uri (unreadable
+    masks left out: their rows are not simple)."""
+    regions = {}
+    for row in rows:
+        if row.get(schema.STATUS) != schema.LABELLED or not row.get(schema.MASK_URI):
+            continue
+        try:
+            mask = read_mask(storage.resolve(labels_uri, row[schema.MASK_URI]))
+        except (FileNotFoundError, StorageError, ValueError) as error:
+            log.warning("curriculum skips %s: %s", row[schema.MASK_URI], error)
+            continue
+        regions[row[schema.MASK_URI]] = foreground_regions(mask)
+    return regions
+
+
+def curriculum_sources(
+    labels_uri: str, sources: list[dict], cfg: SegmenterTrainConfig
+) -> list[dict]:
+    """The simple part of the training sources for curriculum simple_first (STC; see
+    pipeline.train.curriculum), [] when the curriculum is off or the part is smaller than one
+    global batch (then every epoch trains on all sources, with a warning)."""
+    if cfg.curriculum == "none":
+        return []
+    rows = read_table(storage.join(labels_uri, schema.MANIFEST_NAME)).to_pylist()
+    simple_uris = simple_masks(rows, _mask_regions(labels_uri, rows))
+    picked = simple_sources(sources, {storage.resolve(labels_uri, m) for m in simple_uris})
+    samples = count_samples(picked)
+    if samples < cfg.batch_size:
+        log.warning("curriculum simple_first: only %d simple samples (a batch is %d); training "
+                    "on all rows from the start", samples, cfg.batch_size)  # fmt: skip
+        return []
+    log.info("curriculum simple_first: %d of %d sources (%d samples) are simple; the first %d "
+             "of %d epochs train on them", len(picked), len(sources), samples,
+             simple_epoch_count(cfg.simple_epochs, cfg.epochs), cfg.epochs)  # fmt: skip
+    return picked
 
 
 def class_terms(
@@ -138,7 +193,14 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
         tags,
     )
     samples = count_samples(sources)
-    dataset = cached_or_streamed(training_dataset(sources, cfg), cfg, samples)
+    simple = curriculum_sources(labels_uri, sources, cfg)
+    simple_samples = count_samples(simple)
+    dataset = cached_or_streamed(training_dataset(sources, cfg), cfg, samples, simple_samples)
+    extra_datasets = {}
+    if simple:
+        extra_datasets["simple"] = cached_or_streamed(
+            training_dataset(simple, cfg), cfg, simple_samples, samples
+        )
     weights, offset = class_terms(sources, classes, cfg)
     loop_config = {
         "cfg": cfg,
@@ -148,12 +210,23 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
         "out_uri": out_uri,
         "run_id": run_id,
         "samples": samples,
+        "simple": {
+            "epochs": simple_epoch_count(cfg.simple_epochs, cfg.epochs) if simple else 0,
+            "samples": simple_samples,
+        },
         "labels_uri": labels_uri,
         "previews": _previews(sources, cfg),
         "result_uri": storage.join(state, RESULT),
     }
     trainer = make_trainer(
-        train_loop, loop_config, dataset, cfg, name=cfg.run_name, storage_path=state, num_to_keep=2
+        train_loop,
+        loop_config,
+        dataset,
+        cfg,
+        name=cfg.run_name,
+        storage_path=state,
+        num_to_keep=2,
+        extra_datasets=extra_datasets,
     )
     return trainer, loop_config
 

@@ -21,19 +21,21 @@ import ray.train
 import ray.train.torch
 import torch
 
-from pipeline import checkpoint, schema, storage
+from pipeline import checkpoint, storage
 from pipeline.config import to_dict
 from pipeline.models.classifier import input_stats
-from pipeline.models.deeplab import DeepLabV3, poly_lr_factor, segmentation_loss
+from pipeline.models.deeplab import DeepLabV3, poly_lr_factor
 from pipeline.models.inference import segment
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.registry import log_segmenter
 from pipeline.train.common import sum_across_workers
 from pipeline.train.config import backbone_lr_mult, starts_pretrained
+from pipeline.train.curriculum import dataset_for_epoch, steps_per_epoch, total_steps
 from pipeline.train.finetune import freeze, set_train_mode
 from pipeline.train.segmenter_data import IMAGE_COL, MASK_COL, augment_pair
 from pipeline.train.segmenter_eval import confusion, load_val_set, miou, preview_grid
 from pipeline.train.segmenter_init import init_backbone
+from pipeline.train.segmenter_objective import training_loss
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +79,14 @@ def _restore() -> dict | None:
 
 def _train_epoch(
     model, optimizer, scaler, batches, cfg, gen, schedule: dict, terms: dict
-) -> tuple[float, int]:
-    """One pass over this worker's shard; returns (mean loss, samples seen). terms: the loss's
-    per-class tensors on the device, {"weight": (C,) or None, "logit_offset": (C,) or None}."""
+) -> tuple[float, int, dict[str, float]]:
+    """One pass over this worker's shard; returns (mean loss, samples seen, mean loss parts of
+    segmenter_objective.training_loss). terms: the cross-entropy's per-class tensors on the
+    device, {"weight": (C,) or None, "logit_offset": (C,) or None}, or None for neither."""
     _train_mode(model, cfg)
     stats = input_stats(getattr(model, "module", model).backbone)
     device_type = "cuda" if scaler.is_enabled() else "cpu"
-    losses, seen = [], 0
+    losses, seen, parts = [], 0, []
     for batch in batches:
         factor = poly_lr_factor(schedule["step"], schedule["total"], cfg.poly_power)
         for group, base in zip(optimizer.param_groups, schedule["base_lrs"], strict=True):
@@ -103,15 +106,18 @@ def _train_epoch(
             else nullcontext()
         )
         with autocast:
-            loss = segmentation_loss(model(x).float(), y, schema.IGNORE, **terms)
+            logits = model(x).float()
+        loss, batch_parts = training_loss(logits, x, y, cfg, terms, stats)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         schedule["step"] += 1
         losses.append(loss.item())
+        parts.append(batch_parts)
         seen += x.shape[0]
-    return (float(np.mean(losses)) if losses else float("nan")), seen
+    means = {f"train_{k}": float(np.mean([p[k] for p in parts])) for k in (parts or [{}])[0]}
+    return (float(np.mean(losses)) if losses else float("nan")), seen, means
 
 
 def _report(model, optimizer, scaler, cfg, classes, metrics: dict, state: dict, rank: int) -> None:
@@ -189,18 +195,19 @@ def _finish(model, cfg, classes, config: dict, mat) -> dict:
     }
 
 
-def _setup(cfg, world: int, samples: int, device) -> tuple:
+def _setup(cfg, world: int, samples: int, device, simple: dict) -> tuple:
     """(DDP-prepared model, optimizer, scaler, schedule state, first epoch, backbone weights
-    info); restored on resume."""
+    info); restored on resume. simple: the curriculum's {"epochs", "samples"} (0 epochs: none)."""
     restored = _restore()
     model, optimizer, weights = _build(cfg, restored)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
     if restored is not None and restored.get("scaler"):
         scaler.load_state_dict(restored["scaler"])
-    steps = max(1, samples // world // max(2, cfg.batch_size // world))
+    steps = steps_per_epoch(samples, world, cfg.batch_size)
+    simple_steps = steps_per_epoch(simple["samples"], world, cfg.batch_size)
     schedule = {
         "step": int(restored["step"]) if restored else 0,
-        "total": cfg.epochs * steps,
+        "total": total_steps(simple_steps, steps, simple["epochs"], cfg.epochs),
         "base_lrs": [cfg.lr * backbone_lr_mult(cfg), cfg.lr],
     }
     start_epoch = int(restored["epoch"]) + 1 if restored else 0
@@ -222,6 +229,9 @@ def _start_mlflow(cfg, config: dict, world: int, fresh: bool) -> None:
             "weights_sha256": weights.get("sha256", "none"),
             "backbone_lr_mult_effective": backbone_lr_mult(cfg),
         }
+        simple = config.get("simple") or {}
+        if simple.get("epochs"):
+            extra.update(simple_epochs_effective=simple["epochs"], simple_samples=simple["samples"])
         mlflow.log_params({**extra, "workers": world})
         if config.get("class_weights") is not None:
             mlflow.log_dict(
@@ -274,8 +284,9 @@ def train_loop(config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, context.get_local_world_size())))
     device = ray.train.torch.get_device()
+    simple = config.get("simple") or {"epochs": 0, "samples": 0}
     model, optimizer, scaler, schedule, start, weights = _setup(
-        cfg, world, config["samples"], device
+        cfg, world, config["samples"], device, simple
     )
     config = {**config, "backbone_weights": weights}
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
@@ -283,17 +294,22 @@ def train_loop(config: dict) -> None:
     if cfg.val_collection:
         pairs = load_val_set(cfg.val_collection, cfg.eval_long_side, rank, world, cfg.val_max_items)
     terms = _class_terms(config, device)
-    shard = ray.train.get_dataset_shard("train")
+    shards = {"train": ray.train.get_dataset_shard("train")}
+    if simple["epochs"]:
+        shards["simple"] = ray.train.get_dataset_shard("simple")
     if rank == 0:
         _start_mlflow(cfg, config, world, fresh=start == 0)
     mat, metrics = None, {}
     for epoch in range(start, cfg.epochs):
         started = time.time()
+        shard = shards[dataset_for_epoch(epoch, simple["epochs"])]
         batches = _batches(shard, max(2, cfg.batch_size // world), device, cfg.seed + epoch)
-        loss, seen = _train_epoch(model, optimizer, scaler, batches, cfg, gen, schedule, terms)
+        loss, seen, parts = _train_epoch(
+            model, optimizer, scaler, batches, cfg, gen, schedule, terms
+        )
         seconds = time.time() - started
         mat = _validate(model, pairs, cfg)
-        metrics = _epoch_metrics(epoch, loss, seen, seconds, optimizer, mat)
+        metrics = {**_epoch_metrics(epoch, loss, seen, seconds, optimizer, mat), **parts}
         if rank == 0:
             tracking.log_metrics(metrics, step=epoch)
             log.info("segmenter epoch %d/%d: loss %.4f, %.0f s%s", epoch + 1, cfg.epochs, loss,

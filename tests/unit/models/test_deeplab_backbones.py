@@ -154,7 +154,7 @@ def test_one_cpu_training_step_on_lite0_keeps_backbone_bn_statistics():
     schedule = {"step": 0, "total": 1, "base_lrs": [cfg.lr * 0.1, cfg.lr]}
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     batches = [{"image": images, "mask": masks}]
-    loss, seen = _train_epoch(model, optimizer, scaler, batches, cfg, generator, schedule, None)
+    loss, seen, _ = _train_epoch(model, optimizer, scaler, batches, cfg, generator, schedule, None)
     assert seen == 2 and loss == loss and loss > 0  # finite
     assert torch.equal(bn.running_mean, stats_before)  # frozen BN: statistics kept
     assert not torch.equal(head_bn.running_mean, head_before)  # the head's BN trains

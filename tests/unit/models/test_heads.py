@@ -187,7 +187,7 @@ def test_one_training_step_through_the_segmenter_loop(head):
     }
     schedule = {"step": 0, "total": 1, "base_lrs": [cfg.lr, cfg.lr]}
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    loss, seen = _train_epoch(model, optimizer, scaler, [batch], cfg, generator, schedule, None)
+    loss, seen, _ = _train_epoch(model, optimizer, scaler, [batch], cfg, generator, schedule, None)
     assert seen == 2 and 0 < loss < float("inf")
     moved = [not torch.equal(b, p) for b, p in zip(before, model.decoder.parameters(), strict=True)]
     assert all(moved)  # (DANet's query / key by weight decay alone: gamma is 0 at step 1)
