@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.collection)
     model, model_cfg, classes = load_classifier(args.model)
-    seconds = [0.0] * len(model.extra_heads)  # rounds of a saved checkpoint: not timed here
+    seconds = [float("nan")] * len(model.extra_heads)  # a saved checkpoint's: not timed here
     if not model.extra_heads:
         cfg = ClassifierTrainConfig(model=model_cfg, erasing_rounds=args.rounds,
                                     erasing_threshold=args.threshold,
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             confs = pool.map(score_item, jobs, chunksize=4)
         whole, even, odd = summary(confs), summary(confs[0::2]), summary(confs[1::2])
         name = "no erasing (default)" if k == 0 else f"erasing, {k} round{'s' * (k > 1)} merged"
-        cost = f"{np.mean(seconds[:k]):.0f}" if k else "-"
+        cost = f"{np.mean(seconds[:k]):.0f}" if k and not np.isnan(seconds[0]) else "-"
         print(f"| {name} | {whole['miou']:.1f} | {even['miou']:.1f} | {odd['miou']:.1f} "
               f"| {whole['horse']:.1f} | {whole['person']:.1f} | {cost} |", flush=True)  # fmt: skip
 
