@@ -22,6 +22,7 @@ rounds mined (Wei et al., CVPR 2017). Scores stay the first head's.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -64,29 +65,52 @@ def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def _stochastic_maps(head, features: torch.Tensor, cfg: CamConfig) -> torch.Tensor:
-    """Backbone features (B, D, h, w) -> ReLU'd maps (B, C, h, w) of a 1x1 head averaged over random
-    hidden-unit subsets. Pass i draws one (D, h, w) mask from seed and i, shared by the batch, so
-    an image's maps do not depend on which images it was batched with."""
+def _pass_masks(shape: tuple[int, ...], device, cfg: CamConfig) -> list[torch.Tensor]:
+    """The stochastic passes' (D, h, w) float masks: 0 for a dropped hidden unit, 1 / keep for a
+    kept one. Pass i draws from seed and i, so an image's maps do not depend on which images it
+    was batched with, and every head and call sees the same masks for one shape."""
     keep = 1.0 - cfg.stochastic_dropout
-    total = None
+    masks = []
     for index in range(cfg.stochastic_passes):
-        generator = torch.Generator(device=features.device).manual_seed(cfg.seed * 7919 + index)
-        shape = features.shape[1:]
-        mask = torch.rand(shape, generator=generator, device=features.device) < keep
-        maps = F.relu(head(features * mask / keep))
-        total = maps if total is None else total + maps
-    return total / cfg.stochastic_passes
+        generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + index)
+        kept = torch.rand(shape, generator=generator, device=device) < keep
+        masks.append(kept.float() / keep)
+    return masks
 
 
-def _head_maps(
-    head, features: torch.Tensor, cfg: CamConfig, size: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(raw head output (B, C, h, w), ReLU'd maps at `size`: the stochastic ensemble, or the raw
-    output itself when stochastic passes are off)."""
-    raw = head(features)
-    maps = _stochastic_maps(head, features, cfg) if cfg.stochastic_passes else F.relu(raw)
-    return raw, _resize(maps, size)
+def _stochastic_maps(
+    heads: list, features: torch.Tensor, masks: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Backbone features (B, D, h, w) -> per 1x1 head its ReLU'd maps (B, C, h, w) averaged over
+    random hidden-unit subsets (masks from _pass_masks, shared by the batch). Each pass masks the
+    features once for all heads: the masking, not the 1x1 heads, is most of the pass's cost."""
+    totals: list[torch.Tensor | None] = [None] * len(heads)
+    for mask in masks:
+        masked = features * mask
+        for index, head in enumerate(heads):
+            totals[index] = _add(totals[index], F.relu(head(masked)))
+    return [total / len(masks) for total in totals]
+
+
+def _heads_maps(
+    heads: list,
+    features: torch.Tensor,
+    cfg: CamConfig,
+    size: tuple[int, int],
+    masks: dict,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(raw output (B, C, h, w) of the first head, per head its ReLU'd maps at `size`: the
+    stochastic ensemble, or the raw output itself when stochastic passes are off). masks: the
+    caller's cache of _pass_masks by feature shape, so a call's batches draw them once."""
+    raw = heads[0](features)
+    if not cfg.stochastic_passes:
+        maps = [F.relu(raw), *(F.relu(head(features)) for head in heads[1:])]
+    else:
+        shape = tuple(features.shape[1:])
+        if shape not in masks:
+            masks[shape] = _pass_masks(shape, features.device, cfg)
+        maps = _stochastic_maps(heads, features, masks[shape])
+    return raw, [_resize(m, size) for m in maps]
 
 
 def _unflip(x: torch.Tensor, flip: bool) -> torch.Tensor:
@@ -109,37 +133,38 @@ def _maps_and_logits(
     cfg: CamConfig,
     device: str,
     prior: PriorHead | None = None,
+    masks: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, list]:
     """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over
     scales/flips and logits (B, C) averaged over them; h, w = the scale-1 feature size. With a
     prior: its maps (B, C, h, w) summed the same way and its probabilities (B, C) averaged.
-    Last, per extra (erasing-round) head of the model, its maps (B, C, h, w) summed alike."""
+    Last, per extra (erasing-round) head of the model, its maps (B, C, h, w) summed alike.
+    masks: a cache of the stochastic passes' masks shared by the calls of one compute_cams."""
+    masks = {} if masks is None else masks
     x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device), model.input_stats)
     base = working_size(images.shape[1], images.shape[2], cfg)
     out_size = _feature_size(base, model.backbone.output_stride)
-    maps_sum = logits_sum = prior_maps = prior_probs = None
-    extra_maps: list[torch.Tensor | None] = [None] * len(model.extra_heads)
+    heads = [model.classifier, *([prior.classifier] if prior is not None else [])]
+    heads += list(model.extra_heads)  # no training dropout: the heads are applied directly
+    sums: list[torch.Tensor | None] = [None] * len(heads)
+    logits_sum = prior_probs = None
     runs = 0
     for scale in cfg.scales:
         scaled = _resize(x, working_size(images.shape[1], images.shape[2], cfg, scale))
         inputs = torch.cat([scaled, scaled.flip(-1)]) if cfg.flip else scaled
         features = model.backbone(inputs)
-        raw, maps = _head_maps(model.classifier, features, cfg, out_size)  # no training dropout
-        logits, maps = _unflip(model.pool(raw), cfg.flip), _unflip(maps, cfg.flip)
-        maps_sum = maps if maps_sum is None else maps_sum + maps
-        logits_sum = logits if logits_sum is None else logits_sum + logits
+        raw, maps = _heads_maps(heads, features, cfg, out_size, masks)
+        logits_sum = _add(logits_sum, _unflip(model.pool(raw), cfg.flip))
+        sums = [_add(total, _unflip(m, cfg.flip)) for total, m in zip(sums, maps, strict=True)]
         if prior is not None:
-            pmaps = _unflip(_head_maps(prior.classifier, features, cfg, out_size)[1], cfg.flip)
             probs = _unflip(prior.probabilities(features.mean(dim=(2, 3))), cfg.flip)
-            prior_maps = pmaps if prior_maps is None else prior_maps + pmaps
-            prior_probs = probs if prior_probs is None else prior_probs + probs
-        for index, head in enumerate(model.extra_heads):
-            emaps = _unflip(_head_maps(head, features, cfg, out_size)[1], cfg.flip)
-            extra_maps[index] = _add(extra_maps[index], emaps)
+            prior_probs = _add(prior_probs, probs)
         runs += 2 if cfg.flip else 1
     if prior_probs is not None:
         prior_probs = prior_probs / runs
-    return maps_sum, logits_sum / runs, prior_maps, prior_probs, extra_maps
+    prior_maps = sums[1] if prior is not None else None
+    extra_maps = sums[2:] if prior is not None else sums[1:]
+    return sums[0], logits_sum / runs, prior_maps, prior_probs, extra_maps
 
 
 def _peak_normalised(maps: torch.Tensor) -> torch.Tensor:
@@ -184,10 +209,11 @@ def compute_round_cams(
     images = [bucketed(image, cfg) for image in images]
     rounds: list[list[np.ndarray] | None] = [None] * len(images)
     scores: list[np.ndarray | None] = [None] * len(images)
+    masks: dict = {}  # the stochastic passes' masks, drawn once per feature shape
     for indices in _batches(images, cfg.batch_size):
         stack = np.stack([images[i] for i in indices])
         maps, logits, prior_maps, prior_probs, extra = _maps_and_logits(
-            model, stack, cfg, device, prior
+            model, stack, cfg, device, prior, masks
         )
         for row, index in enumerate(indices):
             _check_tags(tag_ids[index], maps.shape[1])
@@ -247,9 +273,10 @@ def class_scores(
     for image in images:
         _check_image(image)
     images = [bucketed(image, cfg) for image in images]
+    logits_only = replace(cfg, stochastic_passes=0)  # the passes change the maps, not the logits
     for indices in _batches(images, cfg.batch_size):
         _, logits, _, _, _ = _maps_and_logits(
-            model, np.stack([images[i] for i in indices]), cfg, device
+            model, np.stack([images[i] for i in indices]), logits_only, device
         )
         out[indices] = torch.sigmoid(logits).float().cpu().numpy()
     return out

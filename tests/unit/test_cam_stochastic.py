@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cam import compute_cams
+from pipeline.cam import _pass_masks, _stochastic_maps, compute_cams
 from pipeline.cam_config import CamConfig
 from pipeline.models.classifier import CamClassifier
 from pipeline.models.config import ModelConfig
@@ -54,3 +54,21 @@ def test_dropping_nothing_gives_the_plain_maps(model):
 def test_bad_stochastic_settings_are_rejected(bad):
     with pytest.raises(ValueError):
         CamConfig(**bad)
+
+
+def test_shared_pass_masks_give_each_head_its_own_dropout_ensemble():
+    # the passes mask the features once for all heads; each head's maps must equal the plain
+    # per-head ensemble: mean over passes of ReLU(head(features * kept / keep))
+    cfg = CamConfig(stochastic_passes=3, stochastic_dropout=0.5, seed=2)
+    torch.manual_seed(1)
+    heads = [torch.nn.Conv2d(6, 2, 1), torch.nn.Conv2d(6, 4, 1)]
+    features = torch.rand(2, 6, 5, 7)
+    masks = _pass_masks((6, 5, 7), features.device, cfg)
+    got = _stochastic_maps(heads, features, masks)
+    for head, maps in zip(heads, got, strict=True):
+        expected = torch.zeros_like(maps)
+        for index in range(cfg.stochastic_passes):
+            generator = torch.Generator().manual_seed(cfg.seed * 7919 + index)
+            kept = torch.rand((6, 5, 7), generator=generator) < 0.5
+            expected += torch.relu(head(features * kept / 0.5)) / cfg.stochastic_passes
+        torch.testing.assert_close(maps, expected)
