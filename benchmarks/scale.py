@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from pipeline.cluster.runtime import WORKER_MALLOC_ENV  # noqa: E402
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -149,7 +152,13 @@ def run_webseg(collection: Path, model: str, out: Path, config: str | None) -> d
 def run_baseline(collection: Path, model: str, out: Path, config: str | None, threads: int) -> dict:
     command = [sys.executable, __file__, "--baseline-worker", str(collection), model, str(out),
                config or "", str(threads)]  # fmt: skip
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    # the malloc settings webseg gives its Ray workers (pipeline/cluster/runtime.py), so that both
+    # ways allocate alike
+    env = {
+        **WORKER_MALLOC_ENV,
+        **os.environ,
+        **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
+    }
     wall, stdout, sampler = _timed(command, "baseline", env)
     counts = json.loads(stdout.strip().splitlines()[-1])
     figures = _figures(wall, counts["items"], counts["rows"], sampler)
