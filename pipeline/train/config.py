@@ -123,7 +123,8 @@ class SegmenterTrainConfig:
     # image mIoU / 42.6 J; median_frequency, weights from the masks' pixel frequencies: 9.9 / 33.8)
     max_class_weight: float = 10.0  # cap on a rare class's weight (one small object)
     logit_adjustment: float = 0.0  # tau of the logit-adjusted loss (Menon et al. 2021; 1 is
-    # theirs): tau * log(class pixel prior) is added to the logits in the loss; 0 = plain CE
+    # theirs): tau * log(class pixel prior) is added to the logits in the loss; 0 = plain CE.
+    # Dev, tau 1: image mIoU 10.1 -> 22.9 but video J 42.6 -> 22.1 (docs/quality.md)
     loss: Literal["ce", "sec"] = "ce"  # ce: cross-entropy on the pseudo-label; sec: SEC's
     # seeding (that CE) + expansion (GWRP against the mask's classes) + constrain-to-boundary
     # (KL to the prediction's dense CRF) losses (Kolesnikov & Lampert 2016); not yet measured
