@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from pipeline.cluster.runtime import WORKER_MALLOC_ENV  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -83,11 +81,6 @@ def tree_usage(root_pid: int) -> tuple[int, dict[int, float]]:
         tree[pid] = cpu.get(pid, 0.0)
         todo.extend(children.get(pid, []))
     return total, tree
-
-
-def tree_rss(root_pid: int) -> int:
-    """Summed resident bytes of root_pid and all its descendants."""
-    return tree_usage(root_pid)[0]
 
 
 class Sampler:
@@ -152,8 +145,11 @@ def run_webseg(collection: Path, model: str, out: Path, config: str | None) -> d
 def run_baseline(collection: Path, model: str, out: Path, config: str | None, threads: int) -> dict:
     command = [sys.executable, __file__, "--baseline-worker", str(collection), model, str(out),
                config or "", str(threads)]  # fmt: skip
-    # the malloc settings webseg gives its Ray workers (pipeline/cluster/runtime.py), so that both
-    # ways allocate alike
+    # the malloc settings webseg gives its Ray workers, so that both ways allocate alike; imported
+    # here, in the parent: the loop's process runs this file and must not pay for loading Ray
+    sys.path.insert(0, str(REPO))
+    from pipeline.cluster.runtime import WORKER_MALLOC_ENV
+
     env = {
         **WORKER_MALLOC_ENV,
         **os.environ,
