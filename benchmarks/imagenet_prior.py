@@ -35,7 +35,9 @@ def both_cams(root: Path, items: list[dict], model_uri: str) -> tuple[dict, dict
     model, model_cfg, classes = load_classifier(model_uri)
     head = load_prior(model.backbone, model_cfg.backbone, list(classes))
     if head is None:
-        raise SystemExit("no ImageNet prior for this classifier (fine-tuned backbone or no classes)")
+        raise SystemExit(
+            "no ImageNet prior for this classifier (fine-tuned backbone or no classes)"
+        )
     prior_model = copy.deepcopy(model)
     prior_model.classifier.weight.data[:] = head.rows  # the prior rows as the CAM head
     cfg = CamConfig(imagenet_prior=False)
@@ -68,7 +70,9 @@ def fuse(items: list[dict], learned: dict, prior: dict, has: list[bool], mode: s
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collection", default=os.environ.get("WSSS_SAMPLE_DIR", "../shared/data/dev"))
-    ap.add_argument("--model", required=True, help="classifier checkpoint (frozen ImageNet backbone)")
+    ap.add_argument(
+        "--model", required=True, help="classifier checkpoint (frozen ImageNet backbone)"
+    )
     ap.add_argument("--modes", nargs="+", default=["none", "prior", "mean", "max"])
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)

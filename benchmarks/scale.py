@@ -8,7 +8,9 @@ absolute uris). In the same run, two ways over it:
 Measured for each: wall seconds, items/s and frames/s (manifest rows), the machine's CPU
 utilisation over the run (/proc/stat) and the run's own (CPU seconds of its process tree over
 wall x cores), peak memory (summed RSS of the process tree: the CLI,
-the Ray processes it started, their workers; sampled every 0.5 s), and for webseg the per-stage
+the Ray processes it started, their workers; sampled every 0.5 s; RSS counts the object store's
+shared pages once per process that maps them, so the summed PSS, which shares them out, is
+reported beside it), and for webseg the per-stage
 seconds from run.json. Prints a table and writes everything as JSON.
 
     .venv/bin/python benchmarks/scale.py --model model/classifier.pt --n 1 4 10 \
@@ -58,6 +60,17 @@ def cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of one process (shared pages divided among their mappers); 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def tree_usage(root_pid: int) -> tuple[int, dict[int, float]]:
     """(summed resident bytes, {pid: CPU seconds so far}) of root_pid and all its descendants."""
     children: dict[int, list[int]] = {}
@@ -90,7 +103,7 @@ class Sampler:
     the machine's share also counts other work on the machine."""
 
     def __init__(self, pid: int):
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.pid, self.peak, self.peak_pss, self._stop = pid, 0, 0, threading.Event()
         self._cpu_seen: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -104,6 +117,7 @@ class Sampler:
         while not self._stop.wait(0.5):
             rss, cpu = tree_usage(self.pid)
             self.peak = max(self.peak, rss)
+            self.peak_pss = max(self.peak_pss, sum(pss_bytes(pid) for pid in cpu))
             for pid, seconds in cpu.items():
                 self._cpu_seen[pid] = max(seconds, self._cpu_seen.get(pid, 0.0))
 
@@ -172,6 +186,7 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
         "own_cpu_s": round(sampler.tree_cpu_s, 1),
         "own_cpu_busy_pct": round(100 * sampler.tree_busy, 1),
         "peak_rss_mib": round(sampler.peak / 2**20, 1),
+        "peak_pss_mib": round(sampler.peak_pss / 2**20, 1),
     }
 
 
@@ -251,12 +266,12 @@ def main(argv: list[str] | None = None) -> None:
                "baseline_threads": args.baseline_threads, "runs": results}  # fmt: skip
     Path(args.json_out).write_text(json.dumps(summary, indent=2))
     print("| N | items | webseg items/s | baseline items/s | ratio | CPU busy % (machine / "
-          "webseg's own) | peak MiB |\n|---|---|---|---|---|---|---|")  # fmt: skip
+          "webseg's own) | peak RSS / PSS MiB |\n|---|---|---|---|---|---|---|")  # fmt: skip
     for r in results:
         w, b = r["webseg"], r.get("baseline", {})
         print(f"| {r['n']} | {w['items']} | {w['items_per_s']} | {b.get('items_per_s', '-')} "
               f"| {r.get('ratio', '-')} | {w['cpu_busy_pct']} / {w['own_cpu_busy_pct']} "
-              f"| {w['peak_rss_mib']} |")  # fmt: skip
+              f"| {w['peak_rss_mib']} / {w['peak_pss_mib']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
