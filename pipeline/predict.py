@@ -20,6 +20,7 @@ from pipeline.models.inference import segment
 from pipeline.output import encode_png
 from pipeline.settings import PredictConfig
 from pipeline.storage import StorageError
+from pipeline.train.class_weights import presence_shift
 
 
 def _frames(item: Item, decode: DecodeConfig) -> Iterator[tuple[int, np.ndarray]]:
@@ -37,17 +38,37 @@ def tag_fractions(mask: np.ndarray, item: Item) -> dict[str, float]:
     }
 
 
+def tag_prior_shift(info: dict, cfg: PredictConfig) -> np.ndarray | None:
+    """The (C,) presence prior shift for this checkpoint and config, or None (no restriction to
+    tags, prior_shift none, or a checkpoint without label pixel counts: older than the shift)."""
+    counts = info.get("label_pixels")
+    if not cfg.restrict_to_tags or cfg.prior_shift == "none" or not counts:
+        return None
+    return presence_shift(np.asarray(counts["pixels"]), np.asarray(counts["image_pixels"]))
+
+
 def predict_item(
-    model: DeepLabV3, item: Item, out_uri: str, long_side: int, cfg: PredictConfig
+    model: DeepLabV3,
+    item: Item,
+    out_uri: str,
+    long_side: int,
+    cfg: PredictConfig,
+    shift: np.ndarray | None = None,
 ) -> list[dict]:
-    """Masks of one item written under out_uri; its manifest rows (a failed row on error)."""
+    """Masks of one item written under out_uri; its manifest rows (a failed row on error).
+
+    shift: (C,) logit shift (tag_prior_shift), applied to images restricted to their tags only:
+    an image's tags say what it shows, a video's tags what it shows somewhere (web videos have
+    intros and cut-aways), so a frame is not known to hold them."""
     if item.error:
         return [item_manifest_row(item, schema.FAILED, item.error, group=item.id)]
     allowed = (schema.BACKGROUND, *item.tag_ids) if cfg.restrict_to_tags else None
+    if allowed is None or item.kind == schema.KIND_VIDEO:
+        shift = None
     rows = []
     try:
         for frame, image in _frames(item, cfg.decode):
-            mask = segment(model, image, long_side, allowed=allowed)
+            mask = segment(model, image, long_side, allowed=allowed, shift=shift)
             relative = schema.mask_path(item.id, frame)
             storage.write_bytes(storage.join(out_uri, relative), encode_png(mask))
             rows.append(

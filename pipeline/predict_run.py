@@ -19,7 +19,7 @@ from dataclasses import replace
 from pipeline.config import flatten
 from pipeline.labelset_guard import claim, code_version
 from pipeline.output import status_counts, write_manifest, write_run_json
-from pipeline.predict import predict_item
+from pipeline.predict import predict_item, tag_prior_shift
 from pipeline.preflight import check_outcome, check_predict
 from pipeline.progress import progress_bar
 from pipeline.settings import PredictConfig
@@ -28,12 +28,14 @@ from pipeline.tracking.runs import tracking_uri_for
 log = logging.getLogger(__name__)
 
 
-def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig) -> list[dict]:
+def _predict_rows(
+    model, items, out_uri: str, long_side: int, cfg: PredictConfig, shift=None
+) -> list[dict]:
     if cfg.resources.actors == 0:
         rows = []
         with progress_bar("predict", total=len(items), unit="items") as bar:
             for item in items:
-                rows += predict_item(model, item, out_uri, long_side, cfg)
+                rows += predict_item(model, item, out_uri, long_side, cfg, shift)
                 bar.update(1)
         return rows
     # deferred: Ray loads only for an actor pool (resources.actors > 0)
@@ -41,7 +43,7 @@ def _predict_rows(model, items, out_uri: str, long_side: int, cfg: PredictConfig
     from pipeline.cluster.runtime import init_ray
 
     init_ray()  # joins RAY_ADDRESS or the Ray the caller started; else a local one
-    return predict_on_ray(model, items, out_uri, long_side, cfg)
+    return predict_on_ray(model, items, out_uri, long_side, cfg, shift)
 
 
 def with_tracking_uri(cfg: PredictConfig, model_uri: str, out_uri: str) -> PredictConfig:
@@ -70,8 +72,12 @@ def run_predict(
     started = time.time()
     collection, model, info, record = check_predict(collection_uri, model_uri, out_uri, cfg)
     long_side = cfg.long_side or int(info.get("eval_long_side") or 512)
+    shift = tag_prior_shift(info, cfg)
+    if cfg.restrict_to_tags and cfg.prior_shift != "none" and shift is None:
+        log.warning("predict.prior_shift %s: %s has no label pixel counts (trained before the "
+                    "shift existed); predicting with raw logits", cfg.prior_shift, model_uri)  # fmt: skip
     with claim(out_uri, record, overwrite):
-        rows = _predict_rows(model, collection.items, out_uri, long_side, cfg)
+        rows = _predict_rows(model, collection.items, out_uri, long_side, cfg, shift)
         write_manifest(out_uri, rows)
         run = {
             "collection": collection.root,
@@ -80,6 +86,7 @@ def run_predict(
             "code_version": code_version(),
             "config": flatten(cfg),
             "long_side": long_side,
+            "prior_shift": None if shift is None else [round(float(v), 4) for v in shift],
             "classes": list(info["classes"]),
             "items": len(collection.items),
             "counts": status_counts(rows),

@@ -16,17 +16,28 @@ from pipeline.decode import DecodeConfig
 from pipeline.label_config import AUTO, PseudoLabelConfig, StageResources
 from pipeline.train.config import ClassifierTrainConfig, SegmenterTrainConfig
 
+PRIOR_SHIFTS = ("presence", "none")
+
 
 @dataclass(frozen=True)
 class PredictConfig:
     long_side: int = 0  # working resolution (long side, px); 0 = the one the model was trained with
     restrict_to_tags: bool = False  # only background and the item's tags may be predicted
+    prior_shift: str = "presence"  # images with restrict_to_tags, presence: logits + log(all
+    # pixels / pixels of the training masks holding the class), the prior of a class known present
+    # (no knob; the checkpoint's label counts; frames keep raw logits; docs/quality.md); none: raw
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # frame sampling and size limits
     resources: StageResources = field(  # actor pool; actors 0 = sequentially on the driver, no Ray
         default_factory=lambda: StageResources(actors=AUTO, num_gpus=AUTO, batch_size=1)
     )
     tracking_uri: str | None = None  # MLflow store of models:/ URIs; None: MLFLOW_TRACKING_URI,
     # else mlflow.db beside the --out label set (pipeline/tracking/runs.py)
+
+    def __post_init__(self) -> None:
+        if self.prior_shift not in PRIOR_SHIFTS:
+            raise ValueError(
+                f"predict.prior_shift must be one of {PRIOR_SHIFTS}, not {self.prior_shift!r}"
+            )
 
 
 @dataclass(frozen=True)

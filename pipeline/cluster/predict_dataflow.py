@@ -42,7 +42,9 @@ class PredictStage(Stage):
     """Actor: builds the segmenter once on its device; masks of each item row, manifest rows out
     (predict_item turns a failed or unreadable item into its failed row itself; no timing column)."""
 
-    def __init__(self, weights: ray.ObjectRef, out_uri: str, long_side: int, cfg: Any):
+    def __init__(
+        self, weights: ray.ObjectRef, out_uri: str, long_side: int, cfg: Any, shift: Any = None
+    ):
         # deferred: loads torch only where a model is built or run
         import torch
 
@@ -53,29 +55,31 @@ class PredictStage(Stage):
         self.model = DeepLabV3(model_config)
         self.model.load_state_dict(state_dict)
         self.model.to(device).eval()
-        self.out_uri, self.long_side, self.cfg = out_uri, long_side, cfg
+        self.out_uri, self.long_side, self.cfg, self.shift = out_uri, long_side, cfg, shift
 
     def passes(self, row: dict[str, Any]) -> bool:
         return False
 
     def compute(self, row: dict[str, Any]) -> list[dict]:
-        return predict_item(self.model, item_from_row(row), self.out_uri, self.long_side, self.cfg)
+        item = item_from_row(row)
+        return predict_item(self.model, item, self.out_uri, self.long_side, self.cfg, self.shift)
 
     def output(self, rows: list[dict]) -> pa.Table:
         return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
 
 
 def predict_on_ray(
-    model, items: tuple[Item, ...], out_uri: str, long_side: int, cfg: Any
+    model, items: tuple[Item, ...], out_uri: str, long_side: int, cfg: Any, shift: Any = None
 ) -> list[dict]:
     """Manifest rows of every item, segmented by an actor pool (Ray must be initialised).
 
-    model: a DeepLabV3 (its cfg and weights go to the actors); cfg: a PredictConfig."""
+    model: a DeepLabV3 (its cfg and weights go to the actors); cfg: a PredictConfig; shift: the
+    (C,) logit shift of predict.tag_prior_shift or None."""
     res = resolve_predict_resources(cfg.resources, ray.cluster_resources())
     weights = ray.put((model.cfg, {k: v.cpu() for k, v in model.state_dict().items()}))
     dataset = ray.data.from_items([item_row(item) for item in items]).map_batches(
         PredictStage,
-        fn_constructor_args=(weights, out_uri, long_side, cfg),
+        fn_constructor_args=(weights, out_uri, long_side, cfg, shift),
         # elastic: starts with one actor, so a cluster busy with other work still makes progress
         compute=ActorPoolStrategy(min_size=1, max_size=res.actors),
         num_gpus=res.num_gpus,

@@ -23,10 +23,12 @@ def segment(
     long_side: int,
     out_shape: tuple[int, int] | None = None,
     allowed: Sequence[int] | None = None,
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """image HxWx3 uint8 RGB -> class indices out_shape (default HxW) uint8 (never 255).
 
-    The image is resized to long_side, logits are upsampled bilinearly to out_shape; `allowed`
+    The image is resized to long_side, logits are upsampled bilinearly to out_shape; `shift`
+    ((C,) float, e.g. class_weights.presence_shift) is added to each class's logits; `allowed`
     restricts the argmax to those class indices. The model must be in eval mode.
     """
     height, width = image.shape[:2]
@@ -43,6 +45,8 @@ def segment(
     logits = F.interpolate(model(x).float(), size=out_shape, mode="bilinear", align_corners=False)[
         0
     ]
+    if shift is not None:
+        logits += torch.as_tensor(shift, dtype=logits.dtype, device=logits.device).view(-1, 1, 1)
     if allowed is not None:
         blocked = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
         blocked[list(allowed)] = False

@@ -64,6 +64,22 @@ def logit_offset(pixels: np.ndarray, tau: float) -> np.ndarray | None:
     return offset
 
 
+def presence_shift(pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
+    """(C,) float32 logit shift for predicting on an item whose classes are known to be present.
+
+    From class_pixel_counts: a segmenter trained with cross-entropy learns the training prior
+    p(c) = pixels[c] / total; on an item known to contain c (webseg predict --restrict-to-tags),
+    the prior of c's pixels is p(c | c present) = pixels[c] / image_pixels[c]. Adding
+    log p(c | present) - log p(c) = log(total / image_pixels[c]) to the logits moves the posterior
+    from one prior to the other (Bayes; no knob). 0 for a class with no pixels.
+    """
+    shift = np.zeros(pixels.shape, np.float32)
+    present = image_pixels > 0
+    if present.any():
+        shift[present] = np.log(pixels.sum() / image_pixels[present])
+    return shift
+
+
 def class_weights(
     masks: Iterable[np.ndarray], num_classes: int, method: str, max_weight: float
 ) -> np.ndarray | None:

@@ -37,7 +37,11 @@ from pipeline.output import read_table
 from pipeline.storage import StorageError
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.registry import CANDIDATE, get_or_create_run
-from pipeline.train.class_weights import class_pixel_counts, logit_offset, median_frequency_weights
+from pipeline.train.class_weights import (
+    class_pixel_counts,
+    logit_offset,
+    median_frequency_weights,
+)
 from pipeline.train.common import absolute, make_trainer, state_uri
 from pipeline.train.config import SegmenterTrainConfig
 from pipeline.train.curriculum import (
@@ -51,8 +55,8 @@ from pipeline.train.segmenter_data import (
     decoded_bytes,
     load_source,
     read_label_set,
+    read_masks,
     should_cache,
-    training_masks,
 )
 from pipeline.train.segmenter_loop import train_loop
 
@@ -144,14 +148,42 @@ def curriculum_sources(
     return picked
 
 
+def label_pixel_counts(
+    sources: list[dict], num_classes: int, data_cpus: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """class_pixel_counts over every training mask, read and counted by Ray Data tasks (the
+    driver only adds up one (C,) pair per batch, so a web-scale label set is never read by it)."""
+    uris = [{"uri": uri} for source in sources for uri in json.loads(source["masks"])]
+    pixels, image_pixels = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
+    if not uris:
+        return pixels, image_pixels
+    counted = ray.data.from_items(uris).map_batches(
+        _count_masks,
+        fn_kwargs={"num_classes": num_classes},
+        batch_size=64,
+        batch_format="numpy",
+        num_cpus=data_cpus,
+    )
+    for batch in counted.iter_batches(batch_size=None, batch_format="numpy"):
+        pixels += batch["pixels"].sum(0)
+        image_pixels += batch["image_pixels"].sum(0)
+    return pixels, image_pixels
+
+
+def _count_masks(batch: dict, num_classes: int) -> dict:
+    pixels, image_pixels = class_pixel_counts(read_masks(batch["uri"]), num_classes)
+    return {"pixels": pixels[None], "image_pixels": image_pixels[None]}
+
+
 def class_terms(
     sources: list[dict], classes, cfg: SegmenterTrainConfig
-) -> tuple[list[float] | None, list[float] | None]:
-    """(per-class loss weights (cfg.class_weighting), logit offsets (cfg.logit_adjustment)) from
-    the training masks' pixel counts, each None when off; logged."""
-    if cfg.class_weighting == "none" and cfg.logit_adjustment == 0:
-        return None, None
-    pixels, image_pixels = class_pixel_counts(training_masks(sources), len(classes))
+) -> tuple[list[float] | None, list[float] | None, dict[str, list[int]]]:
+    """(per-class loss weights (cfg.class_weighting), logit offsets (cfg.logit_adjustment), the
+    training masks' pixel counts {"pixels", "image_pixels"}) from the masks' pixel counts; the
+    first two None when off; logged. The counts go into the checkpoint: predict derives the
+    presence prior shift from them (class_weights.presence_shift)."""
+    pixels, image_pixels = label_pixel_counts(sources, len(classes), cfg.data_cpus)
+    counts = {"pixels": pixels.tolist(), "image_pixels": image_pixels.tolist()}
     weights = offset = None
     if cfg.class_weighting == "median_frequency":
         weights = median_frequency_weights(pixels, image_pixels, cfg.max_class_weight)
@@ -161,7 +193,7 @@ def class_terms(
     if offset is not None:
         log.info("segmenter logit adjustment (tau %g): %s", cfg.logit_adjustment,
                  ", ".join(f"{c} {o:.2f}" for c, o in zip(classes, offset, strict=True)))  # fmt: skip
-    return _rounded(weights), _rounded(offset)
+    return _rounded(weights), _rounded(offset), counts
 
 
 def _rounded(values) -> list[float] | None:
@@ -201,12 +233,13 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
         extra_datasets["simple"] = cached_or_streamed(
             training_dataset(simple, cfg), cfg, simple_samples, samples
         )
-    weights, offset = class_terms(sources, classes, cfg)
+    weights, offset, label_pixels = class_terms(sources, classes, cfg)
     loop_config = {
         "cfg": cfg,
         "classes": list(classes),
         "class_weights": weights,
         "logit_offset": offset,
+        "label_pixels": label_pixels,
         "out_uri": out_uri,
         "run_id": run_id,
         "samples": samples,

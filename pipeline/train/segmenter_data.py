@@ -140,11 +140,7 @@ def load_source(source: dict[str, Any], store_size: int) -> list[dict[str, np.nd
     try:
         pairs = source_frames(source)
         return [
-            dict(
-                zip(
-                    (IMAGE_COL, MASK_COL), letterbox(img, read_mask(m), store_size), strict=True
-                )
-            )
+            dict(zip((IMAGE_COL, MASK_COL), letterbox(img, read_mask(m), store_size), strict=True))
             for img, m in pairs
         ]
     except (DecodeError, FileNotFoundError, StorageError, ValueError) as error:
@@ -215,9 +211,13 @@ def should_cache(setting: bool | str, samples: int, store_size: int, resources: 
 def training_masks(sources: list[dict[str, Any]]):
     """Every labelled mask of the sources (HxW uint8, 255 = ignore), read one at a time; an
     unreadable mask is skipped (load_source skips its item in training too)."""
-    for source in sources:
-        for uri in json.loads(source["masks"]):
-            try:
-                yield read_mask(uri)
-            except (FileNotFoundError, StorageError, ValueError) as error:
-                log.warning("class weights skip %s: %s", uri, error)
+    yield from read_masks(uri for source in sources for uri in json.loads(source["masks"]))
+
+
+def read_masks(uris):
+    """The masks at uris (HxW uint8, 255 = ignore), one at a time; unreadable ones skipped."""
+    for uri in uris:
+        try:
+            yield read_mask(uri)
+        except (FileNotFoundError, StorageError, ValueError) as error:
+            log.warning("class pixel counts skip %s: %s", uri, error)

@@ -169,6 +169,7 @@ def _finish(model, cfg, classes, config: dict, mat) -> dict:
         "eval_long_side": cfg.eval_long_side,
         "labels_uri": config["labels_uri"],
         "backbone_weights": config.get("backbone_weights"),
+        "label_pixels": config.get("label_pixels"),  # predict's presence prior shift
     }
     model_uri = checkpoint.save_model(net, cfg.model, config["out_uri"], classes, extra=extra)
     mlflow.log_dict(to_dict(cfg), "config.json")

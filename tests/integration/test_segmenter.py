@@ -135,6 +135,7 @@ def test_train_registers_candidate_and_predict_loads_it(
     assert recorded["method"] == "median_frequency"
     assert list(recorded["weights"]) == list(load_label_space(collection))
     assert (tmp_path / "model" / "model.pt").exists()
+    _assert_label_pixels_recorded(str(tmp_path / "model"), labels, len(recorded["weights"]))
 
     out = tmp_path / "pred"
     from mlflow.tracking._model_registry import utils as registry_utils
@@ -150,6 +151,20 @@ def test_train_registers_candidate_and_predict_loads_it(
         scores["images_scored"] == 8 and scores["missing"] == 0 and scores["image_miou"] is not None
     )
     _assert_pyfunc_matches_predict("models:/seg-test@candidate", server.uri)
+
+
+def _assert_label_pixels_recorded(model_uri: str, labels: str, num_classes: int) -> None:
+    """The checkpoint carries the training masks' pixel counts (counted by Ray Data tasks) that
+    predict's presence prior shift needs: the same as counting the masks one by one."""
+    from pipeline.checkpoint import load_payload
+    from pipeline.train.class_weights import class_pixel_counts
+    from pipeline.train.segmenter_data import read_label_set, training_masks
+
+    sources, _, _ = read_label_set(labels, 0.0)
+    pixels, image_pixels = class_pixel_counts(training_masks(sources), num_classes)
+    recorded = load_payload(model_uri)["label_pixels"]
+    assert recorded == {"pixels": pixels.tolist(), "image_pixels": image_pixels.tolist()}
+    assert sum(recorded["pixels"]) > 0
 
 
 def _assert_pyfunc_matches_predict(model_uri: str, tracking_uri: str) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from pipeline import checkpoint, schema
 from pipeline.decode import DecodeConfig
@@ -69,3 +72,45 @@ def test_unreadable_item_becomes_a_failed_row(collection, tmp_path):
     rows = pq.read_table(tmp_path / "pred" / schema.MANIFEST_NAME).to_pylist()
     failed = [r for r in rows if r[schema.STATUS] == schema.FAILED]
     assert [r[schema.ID] for r in failed] == ["img_001"] and failed[0][schema.REASON]
+
+
+def test_tag_prior_shift_only_when_restricting_to_tags():
+    from pipeline.predict import tag_prior_shift
+
+    info = {"label_pixels": {"pixels": [6, 1, 4], "image_pixels": [11, 4, 7]}}
+    restricted = PredictConfig(restrict_to_tags=True)
+    np.testing.assert_allclose(tag_prior_shift(info, restricted), np.log(11 / np.array([11, 4, 7])))
+    assert tag_prior_shift(info, PredictConfig()) is None  # no tags to condition on
+    assert tag_prior_shift(info, PredictConfig(restrict_to_tags=True, prior_shift="none")) is None
+    assert tag_prior_shift({}, restricted) is None  # a checkpoint from before the counts
+    with pytest.raises(ValueError, match="prior_shift"):
+        PredictConfig(prior_shift="bayes")
+
+
+def test_restricted_predict_applies_the_checkpoints_presence_shift(collection, tmp_path):
+    """A model whose raw logits favour background everywhere predicts an image's tag once the
+    checkpoint's counts say the tag is rare (frames keep raw logits); run.json records the shift."""
+    from pipeline.collection import read_collection
+
+    items = read_collection(collection).items
+    item = next(i for i in items if i.kind == "image")
+    video = next(i for i in items if i.kind == "video")
+    model = DeepLabV3(TINY)
+    with torch.no_grad():  # logits: background 2, the others 0, whatever the image
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([2.0, 0.0, 0.0]))
+    counts = {"pixels": [1000, 1, 1], "image_pixels": [1000, 2, 2]}
+    model_file = checkpoint.save_model(
+        model, TINY, str(tmp_path / "model"), ["background", "ball", "box"],
+        extra={"eval_long_side": 32, "label_pixels": counts},
+    )  # fmt: skip
+    for shift, wins in (("none", schema.BACKGROUND), ("presence", item.tag_ids[0])):
+        out = tmp_path / f"pred-{shift}"
+        cfg = PredictConfig(resources=ON_DRIVER, restrict_to_tags=True, prior_shift=shift)
+        run = run_predict(model_file, collection, str(out), cfg)
+        mask = cv2.imread(str(out / schema.mask_path(item.id)), cv2.IMREAD_UNCHANGED)
+        assert (mask == wins).all()
+        frame = cv2.imread(str(out / schema.mask_path(video.id, 0)), cv2.IMREAD_UNCHANGED)
+        assert (frame == schema.BACKGROUND).all()  # a frame is not known to show the video's tags
+    expected = [np.log(1002 / 1000), np.log(1002 / 2), np.log(1002 / 2)]
+    assert run["prior_shift"] == pytest.approx(expected, abs=1e-3)

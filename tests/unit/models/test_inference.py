@@ -41,3 +41,11 @@ def test_segment_restricts_to_allowed_classes():
 def test_segment_upsamples_to_out_shape():
     mask = segment(DeepLabV3(TINY).eval(), np.zeros((20, 30, 3), np.uint8), 16, out_shape=(7, 9))
     assert mask.shape == (7, 9) and mask.dtype == np.uint8
+
+
+def test_segment_adds_the_shift_before_the_argmax():
+    image = np.zeros((10, 12, 3), np.uint8)
+    assert (segment(ConstantModel(2), image, 16, shift=np.array([0.0, 1.5, 0.0])) == 1).all()
+    assert (segment(ConstantModel(2), image, 16, shift=np.array([0.0, 0.5, 0.0])) == 2).all()
+    shifted = segment(ConstantModel(2), image, 16, allowed=(0, 2), shift=np.array([0, 9.0, 0]))
+    assert (shifted == 2).all()  # a shifted class that is not allowed stays out

@@ -8,6 +8,7 @@ from pipeline.train.class_weights import (
     class_weights,
     logit_offset,
     median_frequency_weights,
+    presence_shift,
 )
 
 
@@ -55,3 +56,17 @@ def test_logit_offset_is_tau_times_the_log_prior_and_zero_for_absent_classes():
 
 def test_logit_offset_is_none_when_off():
     assert logit_offset(np.array([5, 1], np.int64), 0.0) is None
+
+
+def test_presence_shift_moves_to_the_prior_of_a_class_known_present():
+    a = np.array([[0, 0, 0, 1]], np.uint8)  # class 1 in one of three masks
+    b = np.array([[0, 0, 2, 2]], np.uint8)
+    c = np.array([[0, 0, 2, 255]], np.uint8)
+    pixels, image_pixels = class_pixel_counts([a, b, c], 4)
+    shift = presence_shift(pixels, image_pixels)
+    total = 11  # labelled pixels of all masks
+    assert shift.dtype == np.float32
+    np.testing.assert_allclose(shift, [0.0, np.log(total / 4), np.log(total / 7), 0.0], rtol=1e-6)
+    # a rare class known present gains more than a frequent one; background (in every mask) 0
+    assert shift[1] > shift[2] > shift[0] == 0.0
+    assert presence_shift(np.zeros(3, np.int64), np.zeros(3, np.int64)).tolist() == [0, 0, 0]
