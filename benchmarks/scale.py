@@ -71,6 +71,28 @@ def pss_bytes(pid: int) -> int:
     return 0
 
 
+def process_name(pid: int) -> str:
+    """A process's title: Ray workers set theirs (ray::MapWorker(MapBatches(CamStage)), ...),
+    so the run's CPU can be split by role; other processes by their program's name."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    first = args[0].decode(errors="replace") if args else ""
+    if first.startswith("ray::"):
+        return first.split(" ")[0][:60]
+    program = Path(first).name
+    if program.startswith("python"):
+        rest = [a.decode(errors="replace") for a in args[1:] if a]
+        while rest and rest[0].startswith("-") and rest[0] != "-m":
+            rest = rest[1:]
+        if rest:
+            return (
+                f"{program} {rest[1] if rest[0] == '-m' and len(rest) > 1 else Path(rest[0]).name}"
+            )
+    return program or "?"
+
+
 def tree_usage(root_pid: int) -> tuple[int, dict[int, float]]:
     """(summed resident bytes, {pid: CPU seconds so far}) of root_pid and all its descendants."""
     children: dict[int, list[int]] = {}
@@ -105,6 +127,7 @@ class Sampler:
     def __init__(self, pid: int):
         self.pid, self.peak, self.peak_pss, self._stop = pid, 0, 0, threading.Event()
         self._cpu_seen: dict[int, float] = {}
+        self._names: dict[int, str] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Sampler:
@@ -120,6 +143,8 @@ class Sampler:
             self.peak_pss = max(self.peak_pss, sum(pss_bytes(pid) for pid in cpu))
             for pid, seconds in cpu.items():
                 self._cpu_seen[pid] = max(seconds, self._cpu_seen.get(pid, 0.0))
+                if pid not in self._names:
+                    self._names[pid] = process_name(pid)
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -128,6 +153,10 @@ class Sampler:
         self.cpu_busy = (busy - self._cpu[0]) / max(1, total - self._cpu[1])
         wall = time.perf_counter() - self._started
         self.tree_cpu_s = sum(self._cpu_seen.values())
+        self.cpu_by_process: dict[str, float] = {}
+        for pid, seconds in self._cpu_seen.items():
+            name = self._names.get(pid, "?")
+            self.cpu_by_process[name] = round(self.cpu_by_process.get(name, 0.0) + seconds, 1)
         self.tree_busy = self.tree_cpu_s / max(1e-9, wall * (os.cpu_count() or 1))
 
 
@@ -187,6 +216,7 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
         "own_cpu_busy_pct": round(100 * sampler.tree_busy, 1),
         "peak_rss_mib": round(sampler.peak / 2**20, 1),
         "peak_pss_mib": round(sampler.peak_pss / 2**20, 1),
+        "cpu_s_by_process": dict(sorted(sampler.cpu_by_process.items(), key=lambda kv: -kv[1])),
     }
 
 
