@@ -87,9 +87,8 @@ def process_name(pid: int) -> str:
         while rest and rest[0].startswith("-") and rest[0] != "-m":
             rest = rest[1:]
         if rest:
-            return (
-                f"{program} {rest[1] if rest[0] == '-m' and len(rest) > 1 else Path(rest[0]).name}"
-            )
+            script = rest[1] if rest[0] == "-m" and len(rest) > 1 else Path(rest[0]).name
+            return f"{program} {script}".splitlines()[0][:60]
     return program or "?"
 
 
