@@ -78,7 +78,9 @@ def pseudo_label(args: argparse.Namespace) -> dict:
 
     cfg = _settings(args)
     model = None if args.model.lower() == "none" else args.model
-    checks.pseudo_label(args.collection, model, args.out, cfg.pseudo_label, overwrite=args.overwrite)
+    checks.pseudo_label(
+        args.collection, model, args.out, cfg.pseudo_label, overwrite=args.overwrite
+    )
     init_ray(args.ray_address)
     info = run_pseudo_label(args.collection, model, args.out, cfg.pseudo_label)
     return {"out": args.out, "counts": info["counts"], "wall_seconds": info["wall_seconds"]}
@@ -178,9 +180,10 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--restrict-to-tags",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="predict only background and each item's tags",
+        help="predict only background and each item's tags (default: predict.restrict_to_tags, "
+        "auto: when the collection has tags)",
     )
     p.add_argument("--overwrite", action="store_true", help="remove the label set at --out first")
 

@@ -42,7 +42,7 @@ def tag_prior_shift(info: dict, cfg: PredictConfig) -> np.ndarray | None:
     """The (C,) presence prior shift for this checkpoint and config, or None (no restriction to
     tags, prior_shift none, or a checkpoint without label pixel counts: older than the shift)."""
     counts = info.get("label_pixels")
-    if not cfg.restrict_to_tags or cfg.prior_shift == "none" or not counts:
+    if cfg.restrict_to_tags is not True or cfg.prior_shift == "none" or not counts:
         return None
     return presence_shift(np.asarray(counts["pixels"]), np.asarray(counts["image_pixels"]))
 
@@ -62,7 +62,7 @@ def predict_item(
     intros and cut-aways), so a frame is not known to hold them."""
     if item.error:
         return [item_manifest_row(item, schema.FAILED, item.error, group=item.id)]
-    allowed = (schema.BACKGROUND, *item.tag_ids) if cfg.restrict_to_tags else None
+    allowed = (schema.BACKGROUND, *item.tag_ids) if cfg.restrict_to_tags is True else None
     if allowed is None or item.kind == schema.KIND_VIDEO:
         shift = None
     rows = []

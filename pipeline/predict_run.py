@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 
 from pipeline.config import flatten
+from pipeline.label_config import AUTO
 from pipeline.labelset_guard import claim, code_version
 from pipeline.output import status_counts, write_manifest, write_run_json
 from pipeline.predict import predict_item, tag_prior_shift
@@ -57,6 +58,17 @@ def with_tracking_uri(cfg: PredictConfig, model_uri: str, out_uri: str) -> Predi
     return replace(cfg, tracking_uri=tracking_uri_for(cfg.tracking_uri, out_uri, artifact=True))
 
 
+def resolve_restriction(cfg: PredictConfig, items) -> PredictConfig:
+    """restrict_to_tags 'auto' resolved: true when any item has tags (a tagged collection's
+    tags are its weak labels, an item without them a negative), else false (untagged media)."""
+    if cfg.restrict_to_tags != AUTO:
+        return cfg
+    tagged = any(item.tag_ids for item in items)
+    if not tagged:
+        log.info("predict: no item has tags, so masks are not restricted to tags")
+    return replace(cfg, restrict_to_tags=tagged)
+
+
 def run_predict(
     model_uri: str,
     collection_uri: str,
@@ -71,9 +83,10 @@ def run_predict(
     cfg = with_tracking_uri(cfg or PredictConfig(), model_uri, out_uri)
     started = time.time()
     collection, model, info, record = check_predict(collection_uri, model_uri, out_uri, cfg)
+    cfg = resolve_restriction(cfg, collection.items)
     long_side = cfg.long_side or int(info.get("eval_long_side") or 512)
     shift = tag_prior_shift(info, cfg)
-    if cfg.restrict_to_tags and cfg.prior_shift != "none" and shift is None:
+    if cfg.restrict_to_tags is True and cfg.prior_shift != "none" and shift is None:
         log.warning("predict.prior_shift %s: %s has no label pixel counts (trained before the "
                     "shift existed); predicting with raw logits", cfg.prior_shift, model_uri)  # fmt: skip
     with claim(out_uri, record, overwrite):

@@ -22,7 +22,9 @@ PRIOR_SHIFTS = ("presence", "none")
 @dataclass(frozen=True)
 class PredictConfig:
     long_side: int = 0  # working resolution (long side, px); 0 = the one the model was trained with
-    restrict_to_tags: bool = False  # only background and the item's tags may be predicted
+    restrict_to_tags: bool | str = AUTO  # only background and the item's tags may be predicted
+    # (tags are the collection's weak labels; empty tags = a negative, all background); auto:
+    # when any item of the collection has tags (an untagged collection is predicted unrestricted)
     prior_shift: str = "presence"  # images with restrict_to_tags, presence: logits + log(all
     # pixels / pixels of the training masks holding the class), the prior of a class known present
     # (no knob; the checkpoint's label counts; frames keep raw logits; docs/quality.md); none: raw
@@ -34,6 +36,10 @@ class PredictConfig:
     # else mlflow.db beside the --out label set (pipeline/tracking/runs.py)
 
     def __post_init__(self) -> None:
+        if self.restrict_to_tags != AUTO and not isinstance(self.restrict_to_tags, bool):
+            raise ValueError(
+                f"predict.restrict_to_tags must be true, false or auto, not {self.restrict_to_tags!r}"
+            )
         if self.prior_shift not in PRIOR_SHIFTS:
             raise ValueError(
                 f"predict.prior_shift must be one of {PRIOR_SHIFTS}, not {self.prior_shift!r}"

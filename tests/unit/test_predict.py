@@ -80,7 +80,8 @@ def test_tag_prior_shift_only_when_restricting_to_tags():
     info = {"label_pixels": {"pixels": [6, 1, 4], "image_pixels": [11, 4, 7]}}
     restricted = PredictConfig(restrict_to_tags=True)
     np.testing.assert_allclose(tag_prior_shift(info, restricted), np.log(11 / np.array([11, 4, 7])))
-    assert tag_prior_shift(info, PredictConfig()) is None  # no tags to condition on
+    unrestricted = PredictConfig(restrict_to_tags=False)
+    assert tag_prior_shift(info, unrestricted) is None  # no tags to condition on
     assert tag_prior_shift(info, PredictConfig(restrict_to_tags=True, prior_shift="none")) is None
     assert tag_prior_shift({}, restricted) is None  # a checkpoint from before the counts
     with pytest.raises(ValueError, match="prior_shift"):
@@ -114,3 +115,32 @@ def test_restricted_predict_applies_the_checkpoints_presence_shift(collection, t
         assert (frame == schema.BACKGROUND).all()  # a frame is not known to show the video's tags
     expected = [np.log(1002 / 1000), np.log(1002 / 2), np.log(1002 / 2)]
     assert run["prior_shift"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_restriction_auto_follows_whether_the_collection_has_tags(collection):
+    from dataclasses import replace
+
+    from pipeline.collection import read_collection
+    from pipeline.predict_run import resolve_restriction
+
+    items = read_collection(collection).items
+    assert any(item.tag_ids for item in items)
+    assert PredictConfig().restrict_to_tags == "auto"
+    assert resolve_restriction(PredictConfig(), items).restrict_to_tags is True
+    untagged = [replace(item, tags=(), tag_ids=()) for item in items]
+    assert resolve_restriction(PredictConfig(), untagged).restrict_to_tags is False
+    assert (
+        resolve_restriction(PredictConfig(restrict_to_tags=False), items).restrict_to_tags is False
+    )
+    with pytest.raises(ValueError, match="restrict_to_tags"):
+        PredictConfig(restrict_to_tags="yes")
+
+
+def test_cli_turns_the_restriction_on_and_off():
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    common = ["predict", "--model", "m.pt", "--collection", "c", "--out", "o"]
+    assert parser.parse_args(common).restrict_to_tags is None  # the config decides (auto)
+    assert parser.parse_args([*common, "--restrict-to-tags"]).restrict_to_tags is True
+    assert parser.parse_args([*common, "--no-restrict-to-tags"]).restrict_to_tags is False
