@@ -18,7 +18,7 @@ from torch import nn
 from pipeline import storage
 from pipeline.models.backbone import LoadReport, ResNet, load_backbone_state
 from pipeline.models.classifier import CamClassifier, extra_head_count
-from pipeline.models.config import ModelConfig
+from pipeline.models.config import LEGACY_HEAD, ModelConfig
 from pipeline.models.pretrained import WeightsError, WeightsInfo, load_strict
 
 MODEL_FILE = "model.pt"
@@ -67,10 +67,12 @@ def config_from_dict(data: dict, config_type: type[C] = ModelConfig) -> C:
     """A saved model config dict -> config_type (ModelConfig, or DeepLabConfig for a segmenter).
 
     Keys this version does not know are ignored; lists (e.g. aspp_rates) become tuples.
-    Checkpoints from before backbones were a choice hold a ResNet.
+    Checkpoints from before backbones were a choice hold a ResNet; from before heads were, DeepLab-v3.
     """
     known = {f.name for f in fields(config_type)}
-    values = {"backbone": "resnet", **{k: v for k, v in data.items() if k in known}}
+    legacy = {"backbone": "resnet", "head": LEGACY_HEAD}
+    values = {k: v for k, v in legacy.items() if k in known}
+    values |= {k: v for k, v in data.items() if k in known}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return config_type(**values)
 

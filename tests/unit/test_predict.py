@@ -96,13 +96,16 @@ def test_restricted_predict_applies_the_checkpoints_presence_shift(collection, t
     items = read_collection(collection).items
     item = next(i for i in items if i.kind == "image")
     video = next(i for i in items if i.kind == "video")
-    model = DeepLabV3(TINY)
+    aspp = DeepLabConfig(
+        backbone="resnet", width=8, aspp_channels=8, num_classes=3, head="deeplabv3"
+    )
+    model = DeepLabV3(aspp)
     with torch.no_grad():  # logits: background 2, the others 0, whatever the image
         model.classifier.weight.zero_()
         model.classifier.bias.copy_(torch.tensor([2.0, 0.0, 0.0]))
     counts = {"pixels": [1000, 1, 1], "image_pixels": [1000, 2, 2]}
     model_file = checkpoint.save_model(
-        model, TINY, str(tmp_path / "model"), ["background", "ball", "box"],
+        model, aspp, str(tmp_path / "model"), ["background", "ball", "box"],
         extra={"eval_long_side": 32, "label_pixels": counts},
     )  # fmt: skip
     for shift, wins in (("none", schema.BACKGROUND), ("presence", item.tag_ids[0])):

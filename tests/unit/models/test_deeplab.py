@@ -14,6 +14,7 @@ from pipeline.models.heads import ASPP, ImagePooling, effective_rates
 from pipeline.train.segmenter_data import augment_pair, letterbox
 
 TINY = {"backbone": "resnet", "depth": 18, "width": 8, "aspp_channels": 16, "num_classes": 5}
+TINY["head"] = "deeplabv3"  # this file tests the ASPP model (the default head is fastfcn)
 
 
 @pytest.mark.parametrize("output_stride", [8, 16])

