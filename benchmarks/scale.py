@@ -92,6 +92,12 @@ def process_name(pid: int) -> str:
     return program or "?"
 
 
+def _specific(name: str) -> bool:
+    """A Ray worker's role title (ray::MapWorker(...), ray::RayTrainWorker), not its start-up
+    name (python setup_worker.py / default_worker.py) or ray::IDLE."""
+    return name.startswith("ray::") and name != "ray::IDLE"
+
+
 def tree_usage(root_pid: int) -> tuple[int, dict[int, float]]:
     """(summed resident bytes, {pid: CPU seconds so far}) of root_pid and all its descendants."""
     children: dict[int, list[int]] = {}
@@ -142,8 +148,8 @@ class Sampler:
             self.peak_pss = max(self.peak_pss, sum(pss_bytes(pid) for pid in cpu))
             for pid, seconds in cpu.items():
                 self._cpu_seen[pid] = max(seconds, self._cpu_seen.get(pid, 0.0))
-                if pid not in self._names:
-                    self._names[pid] = process_name(pid)
+                if not _specific(self._names.get(pid, "")):
+                    self._names[pid] = process_name(pid)  # a Ray worker titles itself late
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
