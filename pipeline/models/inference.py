@@ -46,7 +46,7 @@ def segment(
         0
     ]
     if shift is not None:
-        logits += torch.as_tensor(shift, dtype=logits.dtype, device=logits.device).view(-1, 1, 1)
+        logits += torch.tensor(shift, dtype=logits.dtype, device=logits.device).view(-1, 1, 1)
     if allowed is not None:
         blocked = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
         blocked[list(allowed)] = False
