@@ -102,7 +102,7 @@ def _rates(times: list[tuple[float, float]]) -> dict[str, float]:
     return {"images_per_s": 1.0 / wall, "images_per_cpu_s": 1.0 / cpu}
 
 
-def _webseg(*args: str) -> dict:
+def webseg(*args: str) -> dict:
     command = [str(Path(sys.executable).with_name("webseg")), *args, "--json", "--quiet"]
     print("$", " ".join(command), flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
@@ -125,12 +125,12 @@ def train_and_score(head: str, args: argparse.Namespace) -> dict:
     config.write_text(f"segmenter:\n  model:\n    head: {head}\n")
     model, predicted = str(work / "model"), str(work / "predicted")
     started = time.perf_counter()
-    _webseg("train-segmenter", "--labels", args.train_labels, "--out", model,
+    webseg("train-segmenter", "--labels", args.train_labels, "--out", model,
             "--epochs", str(args.epochs), "--config", str(config))  # fmt: skip
     train_s = time.perf_counter() - started
-    _webseg("predict", "--model", model, "--collection", args.collection, "--out", predicted,
+    webseg("predict", "--model", model, "--collection", args.collection, "--out", predicted,
             "--restrict-to-tags", "--overwrite", "--config", str(config))  # fmt: skip
-    scores = _webseg("evaluate", "--labels", predicted, "--collection", args.collection)
+    scores = webseg("evaluate", "--labels", predicted, "--collection", args.collection)
     keys = ("image_miou", "frame_miou", "mean_video_j")
     return {"train_s": round(train_s, 1), **{k: scores.get(k) for k in keys}}
 

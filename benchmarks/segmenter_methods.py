@@ -18,17 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
-from segmenter_heads import last_json
+from segmenter_heads import webseg
 
 from pipeline.collection import load_label_space
 from pipeline.evaluate.inputs import index_rows, list_gt, load_pair, read_manifest
 from pipeline.evaluate.metrics import ConfusionMatrix, Tally, pair_histogram
+from pipeline.models.config import HEADS
 
 VARIANTS = {
     "ce": {},
@@ -38,18 +37,10 @@ VARIANTS = {
     "la0.5": {"segmenter": {"logit_adjustment": 0.5}},
     **{
         f"head={head}": {"segmenter": {"model": {"head": head}}}
-        for head in ("deeplabv3plus", "pspnet", "fcn", "danet", "fastfcn")
+        for head in HEADS  # "ce" is the default head (fastfcn since 407053e; deeplabv3 before)
     },
 }
 FLAGS = {"minconf": ["--min-confidence", "median"]}  # resolved against the label set below
-
-
-def webseg(*args: str) -> dict:
-    command = [str(Path(sys.executable).with_name("webseg")), *args, "--json", "--quiet"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return last_json(done.stdout)
 
 
 def median_confidence(labels: str) -> float:

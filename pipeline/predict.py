@@ -7,6 +7,7 @@ Every image and every sampled video frame gets a mask (masks/<id>.png, masks/<id
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +22,8 @@ from pipeline.output import encode_png
 from pipeline.settings import PredictConfig
 from pipeline.storage import StorageError
 from pipeline.train.class_weights import presence_shift
+
+log = logging.getLogger(__name__)
 
 
 def _frames(item: Item, decode: DecodeConfig) -> Iterator[tuple[int, np.ndarray]]:
@@ -41,8 +44,12 @@ def tag_fractions(mask: np.ndarray, item: Item) -> dict[str, float]:
 def tag_prior_shift(info: dict, cfg: PredictConfig) -> np.ndarray | None:
     """The (C,) presence prior shift for this checkpoint and config, or None (no restriction to
     tags, prior_shift none, or a checkpoint without label pixel counts: older than the shift)."""
+    if cfg.restrict_to_tags is not True or cfg.prior_shift == "none":
+        return None
     counts = info.get("label_pixels")
-    if cfg.restrict_to_tags is not True or cfg.prior_shift == "none" or not counts:
+    if not counts:
+        log.warning("predict.prior_shift %s: the model has no label pixel counts (trained before "
+                    "the shift existed); predicting with raw logits", cfg.prior_shift)  # fmt: skip
         return None
     return presence_shift(np.asarray(counts["pixels"]), np.asarray(counts["image_pixels"]))
 

@@ -86,9 +86,6 @@ def run_predict(
     cfg = resolve_restriction(cfg, collection.items)
     long_side = cfg.long_side or int(info.get("eval_long_side") or 512)
     shift = tag_prior_shift(info, cfg)
-    if cfg.restrict_to_tags is True and cfg.prior_shift != "none" and shift is None:
-        log.warning("predict.prior_shift %s: %s has no label pixel counts (trained before the "
-                    "shift existed); predicting with raw logits", cfg.prior_shift, model_uri)  # fmt: skip
     with claim(out_uri, record, overwrite):
         rows = _predict_rows(model, collection.items, out_uri, long_side, cfg, shift)
         write_manifest(out_uri, rows)

@@ -39,10 +39,8 @@ class DeepLabConfig:
     depth: int = 18  # resnet only: depth (same meaning as the classifier's, so its backbone loads)
     width: int = 32  # resnet only: base width; 32 matches the classifier default, 64 standard
     output_stride: int = 16  # resnet 8/16, efficientnet 16/32; fastfcn: 32 (undilated)
-    head: str = (
-        "fastfcn"  # fastfcn | deeplabv3 | deeplabv3plus | pspnet | fcn | danet (dev: fastfcn
-    )
-    # is the best and cheapest, docs/quality.md; checkpoints without a head are deeplabv3)
+    head: str = "fastfcn"  # fastfcn | deeplabv3 | deeplabv3plus | pspnet | fcn | danet (fastfcn:
+    # best and cheapest on dev, docs/quality.md; checkpoints without a head load as deeplabv3)
     aspp_rates: tuple[int, ...] = (6, 12, 18)  # atrous rates at output stride 16; doubled at 8
     aspp_channels: int = 128  # channels of every ASPP branch and projection (other heads: width)
     dropout: float = 0.1  # before the classifier (ASPP heads: after the projection), training only
