@@ -133,6 +133,7 @@ class Sampler:
         self.pid, self.peak, self.peak_pss, self._stop = pid, 0, 0, threading.Event()
         self._cpu_seen: dict[int, float] = {}
         self._names: dict[int, str] = {}
+        self.peak_pss_by_process: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Sampler:
@@ -145,11 +146,16 @@ class Sampler:
         while not self._stop.wait(0.5):
             rss, cpu = tree_usage(self.pid)
             self.peak = max(self.peak, rss)
-            self.peak_pss = max(self.peak_pss, sum(pss_bytes(pid) for pid in cpu))
+            by_role: dict[str, int] = {}
             for pid, seconds in cpu.items():
                 self._cpu_seen[pid] = max(seconds, self._cpu_seen.get(pid, 0.0))
                 if not _specific(self._names.get(pid, "")):
                     self._names[pid] = process_name(pid)  # a Ray worker titles itself late
+                role = self._names[pid]
+                by_role[role] = by_role.get(role, 0) + pss_bytes(pid)
+            self.peak_pss = max(self.peak_pss, sum(by_role.values()))
+            for role, pss in by_role.items():
+                self.peak_pss_by_process[role] = max(pss, self.peak_pss_by_process.get(role, 0))
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -222,6 +228,11 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
         "peak_rss_mib": round(sampler.peak / 2**20, 1),
         "peak_pss_mib": round(sampler.peak_pss / 2**20, 1),
         "cpu_s_by_process": dict(sorted(sampler.cpu_by_process.items(), key=lambda kv: -kv[1])),
+        # each role's own peak (its processes summed per sample): the peaks need not coincide
+        "peak_pss_mib_by_process": {
+            name: round(pss / 2**20, 1)
+            for name, pss in sorted(sampler.peak_pss_by_process.items(), key=lambda kv: -kv[1])
+        },
     }
 
 
@@ -235,7 +246,8 @@ def baseline_worker(collection: str, model: str, out: str, config: str, threads:
 
         torch.set_num_threads(int(threads))
         cv2.setNumThreads(int(threads))
-    from pipeline.cluster.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
+    from pipeline.cluster.io_stages import decode_batch, item_row, write_batch
+    from pipeline.cluster.stages import CamStage, RefineStage
     from pipeline.collection import read_collection
     from pipeline.rows import to_batch
     from pipeline.settings import load_settings

@@ -19,7 +19,7 @@ AUTO = "auto"
 class StageResources:
     """Ray resources of one stage; 'auto' is resolved from the cluster's resources."""
 
-    actors: int | str = AUTO  # actor-pool size (actor stages only)
+    actors: int | str = AUTO  # actor pool size; decode/write: tasks at once (auto: 1 per CAM actor)
     num_gpus: float | str = 0.0  # GPUs per actor; 'auto' = 1 when the cluster has GPUs, else 0
     num_cpus: float = (
         1.0  # logical CPUs per task/actor (fractions keep small nodes from deadlocking)
@@ -38,7 +38,7 @@ class StageResources:
 
 
 def _decode() -> StageResources:
-    return StageResources(actors=1, num_cpus=0.25, batch_size=2)
+    return StageResources(num_cpus=0.25, batch_size=2)
 
 
 def _cam() -> StageResources:
@@ -50,7 +50,7 @@ def _refine() -> StageResources:
 
 
 def _write() -> StageResources:
-    return StageResources(actors=1, num_cpus=0.25, batch_size=8)
+    return StageResources(num_cpus=0.25, batch_size=8)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from collections import Counter
 from typing import Any
 
 import ray
-from ray.data import ActorPoolStrategy
+from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
 from pipeline import schema
 from pipeline.checkpoint import load_payload
+from pipeline.cluster.io_stages import decode_batch, item_row, write_batch
 from pipeline.cluster.resources import resolve_pseudo_label_resources
-from pipeline.cluster.stages import CamStage, RefineStage, decode_batch, item_row, write_batch
+from pipeline.cluster.stages import CamStage, RefineStage
 from pipeline.collection import Collection
 from pipeline.config import flatten
 from pipeline.label_config import PseudoLabelConfig, ResourcesConfig, StageResources
@@ -54,6 +55,7 @@ def build_dataset(
     decoded = items.map_batches(
         decode_batch,
         fn_kwargs={"cfg": cfg.decode, "skip_groups": skip_groups},
+        compute=TaskPoolStrategy(size=int(res.decode.actors)),
         batch_size=res.decode.batch_size,
         num_cpus=res.decode.num_cpus,
         batch_format="numpy",
@@ -78,6 +80,7 @@ def build_dataset(
     return refined.map_batches(
         write_batch,
         fn_kwargs={"out_uri": out_uri, "save_cams": cfg.output.save_cams},
+        compute=TaskPoolStrategy(size=int(res.write.actors)),
         batch_size=res.write.batch_size,
         num_cpus=res.write.num_cpus,
         batch_format="numpy",

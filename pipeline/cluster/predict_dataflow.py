@@ -14,9 +14,9 @@ import ray
 from ray.data import ActorPoolStrategy
 
 from pipeline import schema
+from pipeline.cluster.io_stages import item_row
 from pipeline.cluster.resources import resolve_predict_resources
 from pipeline.cluster.stage_base import Stage
-from pipeline.cluster.stages import item_row
 from pipeline.collection import Item
 from pipeline.labelset import MANIFEST_SCHEMA
 from pipeline.predict import predict_item
@@ -25,7 +25,7 @@ from pipeline.rows import loads
 
 
 def item_from_row(row: dict[str, Any]) -> Item:
-    """Inverse of stages.item_row: the collection item a dataset row stands for."""
+    """Inverse of io_stages.item_row: the collection item a dataset row stands for."""
     return Item(
         id=row[schema.ID],
         uri=row[schema.URI],

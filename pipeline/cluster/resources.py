@@ -7,7 +7,8 @@ GPU cluster often has no GPU.
 - GPUs 'auto' (a stage's num_gpus, a trainer's use_gpu): 1 per actor or worker when the cluster has
   GPUs, else 0 (`auto_gpus`, the only place that decides it);
 - actors 'auto': one per GPU, or on a CPU-only cluster one per `cpus_per_cpu_actor` CPUs
-  (`resolve_accelerated`); pseudo-label splits a CPU-only cluster between CAM and refinement.
+  (`resolve_accelerated`); pseudo-label splits a CPU-only cluster between CAM and refinement,
+  and runs as many decode and write tasks at once as it has CAM actors.
 """
 
 from __future__ import annotations
@@ -67,7 +68,16 @@ def resolve_pseudo_label_resources(
     refine = replace(res.refine, num_gpus=0.0)
     if refine.actors == AUTO:
         refine = _auto_refine(refine, spare)
-    return replace(res, cam=cam, refine=refine)
+    decode, write = (_task_cap(stage, int(cam.actors)) for stage in (res.decode, res.write))
+    return replace(res, decode=decode, cam=cam, refine=refine, write=write)
+
+
+def _task_cap(stage: StageResources, cam_actors: int) -> StageResources:
+    """decode/write tasks at once, 'auto': one per CAM actor (a decoder feeds each, and a writer
+    keeps pace with the refinement behind it). Uncapped, the write tasks queued behind the actors
+    all start when the actor pools release their CPUs at the end of a run, each in a fresh worker
+    process of a few hundred MiB: a peak of memory that grows with the length of the run."""
+    return replace(stage, actors=cam_actors) if stage.actors == AUTO else stage
 
 
 def _auto_refine(refine: StageResources, spare: float) -> StageResources:

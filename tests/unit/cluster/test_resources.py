@@ -124,3 +124,13 @@ def test_the_rule_loads_no_ray_or_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_decode_and_write_run_one_task_per_cam_actor_at_once_unless_set():
+    cpu = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 16.0})
+    assert cpu.decode.actors == cpu.write.actors == cpu.cam.actors == 12
+    gpu = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 32.0, "GPU": 4.0})
+    assert gpu.decode.actors == gpu.write.actors == 4
+    set_by_user = ResourcesConfig(write=StageResources(actors=3, num_cpus=0.25, batch_size=8))
+    res = resolve_pseudo_label_resources(set_by_user, {"CPU": 16.0})
+    assert res.write.actors == 3 and res.decode.actors == 12
