@@ -10,8 +10,9 @@ counted as background; classes with an empty union skipped), horse and person Io
 
 CAM sources (none may look at gt): ``none`` passes cam=None; ``centre`` is a crude CAM, the same
 centre prior for every tag (exercises the CAM path but cannot tell tags apart); any other value is
-a classifier checkpoint URI: its CAMs (``pipeline.cam.compute_cams`` with ``--cam-scales`` and
-``--cam-flip``, ``--cam-passes``) are computed once and cached as an npz under ``--cam-cache``.
+a classifier checkpoint URI: its CAMs (``pipeline.cam.compute_cams`` with ``--cam-scales``,
+``--cam-flip``, ``--cam-passes``, and the ImageNet prior fused in unless ``--cam-prior 0``) are
+computed once and cached as an npz under ``--cam-cache``.
 Add ``--set objectness.cam_weight=0.5`` style overrides to try other settings.
 """
 
@@ -66,7 +67,7 @@ def cam_cache_file(model_uri: str, cam_cfg: CamConfig, root: Path, cache_dir: Pa
     """One npz per (checkpoint file + mtime, CamConfig, collection)."""
     model = Path(model_uri).resolve()
     stamp = model.stat().st_mtime if model.exists() else 0
-    key = f"{model}:{stamp}:{cam_cfg}:{root.resolve()}"
+    key = f"{model}:{stamp}:{cam_cfg}:{root.resolve()}:prior-fused"  # earlier caches: no prior
     return cache_dir / f"{model.parent.name}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
 
 
@@ -83,15 +84,19 @@ def classifier_cams(
     from pipeline.cam import compute_cams
     from pipeline.checkpoint import load_classifier  # torch only when CAMs are computed
 
-    model, _, classes = load_classifier(model_uri)
+    model, model_cfg, classes = load_classifier(model_uri)
     if classes and tuple(classes) != tuple(VOC_CLASSES):
         print(f"warning: classifier label space {classes} differs from VOC")
+    prior = None  # fused in as the pipeline's CAM stage does (cam.imagenet_prior)
+    if cam_cfg.imagenet_prior and classes:
+        from pipeline.models.imagenet_prior import load_prior
+
+        prior = load_prior(model.backbone, model_cfg.backbone, list(classes))
     out, wall = {}, time.perf_counter()
     for start in range(0, len(items), 8):
         chunk = items[start : start + 8]
-        cams, _ = compute_cams(
-            model, [read_rgb(root, it) for it in chunk], [it["tag_ids"] for it in chunk], cam_cfg
-        )
+        images = [read_rgb(root, it) for it in chunk]
+        cams, _ = compute_cams(model, images, [it["tag_ids"] for it in chunk], cam_cfg, prior=prior)
         out.update({it["id"]: c for it, c in zip(chunk, cams, strict=True)})
     print(f"CAMs of {len(items)} images in {time.perf_counter() - wall:.0f} s -> {path}")
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cam-flip", type=int, choices=[0, 1], default=int(CamConfig().flip))
     ap.add_argument("--cam-passes", type=int, default=CamConfig().stochastic_passes,
                     help="FickleNet-style stochastic passes (0 = off)")  # fmt: skip
+    ap.add_argument("--cam-prior", type=int, choices=[0, 1], default=int(CamConfig().imagenet_prior),
+                    help="fuse the ImageNet head's maps in, as the pipeline does (1, default)")  # fmt: skip
     ap.add_argument("--cam-cache", default="/tmp/camcache", help="folder of cached CAM npz files")
     ap.add_argument("--workers", type=int, default=2, help="parallel processes")
     ap.add_argument(
@@ -214,7 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     cam_cfg = CamConfig(
-        scales=tuple(args.cam_scales), flip=bool(args.cam_flip), stochastic_passes=args.cam_passes
+        scales=tuple(args.cam_scales),
+        flip=bool(args.cam_flip),
+        stochastic_passes=args.cam_passes,
+        imagenet_prior=bool(args.cam_prior),
     )
     sources = {
         name: name

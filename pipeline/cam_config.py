@@ -11,7 +11,7 @@ class CamConfig:
     input_size: int = 320  # short side in pixels the image is resized to at scale 1.0
     scales: tuple[float, ...] = (1.0,)  # multi-scale inference: e.g. (0.5, 1.0, 1.5, 2.0) as in IRN
     flip: bool = True  # also run the horizontally flipped image and average
-    batch_size: int = 8  # images per forward pass (same-size images only)
+    batch_size: int | str = "auto"  # images per forward pass; auto: 8 on a GPU, 2 on a CPU
     size_bucket: int = 0  # round sides to multiples of this: mixed sizes share a batch (GPU)
     max_long_side: int = 1280  # cap on the long side at scale 1.0 (very wide panoramas)
     stochastic_passes: int = 8  # FickleNet-style random-dropout passes of the head; 0 = off
@@ -20,6 +20,14 @@ class CamConfig:
     imagenet_prior: bool = True  # ImageNet head's maps/scores fused in (frozen ImageNet backbones)
 
     def __post_init__(self) -> None:
+        if self.batch_size != "auto" and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive integer or auto, not {self.batch_size!r}"
+            )
         if self.stochastic_passes < 0:
             raise ValueError(f"stochastic_passes must be >= 0, got {self.stochastic_passes}")
         if self.size_bucket < 0:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cam import bucketed, class_scores, compute_cams, working_size
+from pipeline.cam import bucketed, class_scores, compute_cams, images_per_pass, working_size
 from pipeline.cam_config import CamConfig
 from pipeline.models.classifier import CamClassifier
 from pipeline.models.config import ModelConfig
@@ -13,7 +13,9 @@ CFG = CamConfig(input_size=64, scales=(1.0,), flip=False, batch_size=4)
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    net = CamClassifier(ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16, num_classes=4))
+    net = CamClassifier(
+        ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16, num_classes=4)
+    )
     with torch.no_grad():  # a random head: make every class fire somewhere
         net.classifier.weight.normal_(std=1.0)
     return net.eval()
@@ -93,7 +95,9 @@ def test_size_buckets_put_similar_shapes_in_one_batch_without_changing_maps(mode
     assert {bucketed(im, buckets).shape for im in images} == {(64, 96, 3)}
     assert bucketed(images[0], CFG) is images[0]  # size_bucket 0 (the default): exact sizes
     tags = [[1, 2]] * 3
-    alone = [compute_cams(model, [im], [t], buckets)[0][0] for im, t in zip(images, tags, strict=True)]
+    alone = [
+        compute_cams(model, [im], [t], buckets)[0][0] for im, t in zip(images, tags, strict=True)
+    ]
     together, _ = compute_cams(model, images, tags, buckets)
     assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(alone, together, strict=True))
     exact, _ = compute_cams(model, images, tags, CFG)
@@ -144,3 +148,15 @@ def test_prior_is_loaded_only_for_an_unchanged_imagenet_backbone():
         net.backbone._conv_stem.weight.add_(0.01)  # a fine-tuned backbone
     assert load_prior(net.backbone, "efficientnet_lite0", names) is None
     assert load_prior(net.backbone, "resnet", names) is None
+
+
+def test_images_per_pass_auto_is_two_on_a_cpu_and_eight_on_a_gpu_unless_set():
+    assert images_per_pass(CamConfig(), "cpu") == 2
+    assert images_per_pass(CamConfig(), "cuda") == 8
+    assert images_per_pass(CamConfig(batch_size=5), "cpu") == 5
+
+
+@pytest.mark.parametrize("bad", [0, -1, "many", True, 2.5])
+def test_cam_batch_size_must_be_a_positive_integer_or_auto(bad):
+    with pytest.raises(ValueError, match="batch_size"):
+        CamConfig(batch_size=bad)
