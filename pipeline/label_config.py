@@ -60,8 +60,14 @@ class ResourcesConfig:
     refine: StageResources = field(default_factory=_refine)  # CPU actor pool (CRF, graph cuts)
     write: StageResources = field(default_factory=_write)  # Ray tasks
     cpu_cam_share: float = 0.75  # no GPU, cam.actors auto: CAM's share of the CPUs; rest: refine
+    fuse_cam_refine: bool | str = AUTO  # one actor pool runs CAM then refinement (cam's resources,
+    # a CPU core per actor); auto: on a cluster without GPUs (docs/cluster.md)
 
     def __post_init__(self) -> None:
+        if self.fuse_cam_refine != AUTO and not isinstance(self.fuse_cam_refine, bool):
+            raise ValueError(
+                f"resources.fuse_cam_refine must be true, false or auto, not {self.fuse_cam_refine!r}"
+            )
         if not 0.0 < self.cpu_cam_share < 1.0:
             raise ValueError(f"resources.cpu_cam_share must be in (0, 1), not {self.cpu_cam_share}")
         for name in ("decode", "refine", "write"):

@@ -2,6 +2,7 @@
 
 items -> decode (tasks) -> CAM (actor pool, GPU where the cluster has one)
       -> refine (CPU actor pool: image labeller / video relevance + graph cut)
+         (without GPUs: CAM and refine fused in one CPU actor pool, resources.fuse_cam_refine)
       -> write masks + manifest parts (tasks) -> manifest.parquet + run.json (driver)
 """
 
@@ -20,7 +21,7 @@ from pipeline import schema
 from pipeline.checkpoint import load_payload
 from pipeline.cluster.io_stages import decode_batch, item_row, write_batch
 from pipeline.cluster.resources import resolve_pseudo_label_resources
-from pipeline.cluster.stages import CamStage, RefineStage
+from pipeline.cluster.stages import CamRefineStage, CamStage, RefineStage
 from pipeline.collection import Collection
 from pipeline.config import flatten
 from pipeline.label_config import PseudoLabelConfig, ResourcesConfig, StageResources
@@ -60,23 +61,33 @@ def build_dataset(
         num_cpus=res.decode.num_cpus,
         batch_format="numpy",
     )
-    with_cams = decoded.map_batches(
-        CamStage,
-        fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
-        compute=_pool(res.cam),
-        num_gpus=res.cam.num_gpus,
-        num_cpus=res.cam.num_cpus,
-        batch_size=res.cam.batch_size,
-        batch_format="numpy",
-    )
-    refined = with_cams.map_batches(
-        RefineStage,
-        fn_constructor_kwargs={"cfg": cfg},
-        compute=_pool(res.refine),
-        num_cpus=res.refine.num_cpus,
-        batch_size=res.refine.batch_size,
-        batch_format="numpy",
-    )
+    if res.fuse_cam_refine:
+        refined = decoded.map_batches(
+            CamRefineStage,
+            fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg},
+            compute=_pool(res.cam),
+            num_gpus=res.cam.num_gpus,
+            num_cpus=res.cam.num_cpus,
+            batch_size=res.cam.batch_size,
+            batch_format="numpy",
+        )
+    else:
+        refined = decoded.map_batches(
+            CamStage,
+            fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
+            compute=_pool(res.cam),
+            num_gpus=res.cam.num_gpus,
+            num_cpus=res.cam.num_cpus,
+            batch_size=res.cam.batch_size,
+            batch_format="numpy",
+        ).map_batches(
+            RefineStage,
+            fn_constructor_kwargs={"cfg": cfg},
+            compute=_pool(res.refine),
+            num_cpus=res.refine.num_cpus,
+            batch_size=res.refine.batch_size,
+            batch_format="numpy",
+        )
     return refined.map_batches(
         write_batch,
         fn_kwargs={"out_uri": out_uri, "save_cams": cfg.output.save_cams},

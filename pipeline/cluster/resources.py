@@ -52,15 +52,20 @@ def resolve_predict_resources(res: StageResources, cluster: dict[str, float]) ->
 def resolve_pseudo_label_resources(
     res: ResourcesConfig, cluster: dict[str, float]
 ) -> ResourcesConfig:
-    """webseg pseudo-label's stages: CAM as an accelerated stage; on a CPU-only cluster CAM gets
-    cpu_cam_share of the CPUs; 'auto' refine actors fill the CPUs left (at least two). CAM's
+    """webseg pseudo-label's stages: CAM as an accelerated stage. On a CPU-only cluster CAM and
+    refinement run fused by default, one actor per CPU left beside the decode and write tasks;
+    unfused, CAM gets cpu_cam_share of the CPUs and 'auto' refine actors fill the CPUs left (at
+    least two); fuse_cam_refine comes back resolved to true or false. CAM's
     'auto' batch_size: GPU_CAM_ROWS rows with GPUs, one row on CPUs (a CPU runs a batch no faster
     than its images one by one, docs/quality.md, and a batch of several video windows would keep
     one actor busy while the others idle at the end of a run)."""
     cam = resolve_accelerated(res.cam, cluster, cpus_per_cpu_actor=8)
     cpus = float(cluster.get("CPU", 1))
     tasks = res.decode.num_cpus + res.write.num_cpus
-    if cam.num_gpus == 0 and res.cam.actors == AUTO:
+    fuse = cam.num_gpus == 0 if res.fuse_cam_refine == AUTO else bool(res.fuse_cam_refine)
+    if fuse and res.cam.actors == AUTO:
+        cam = replace(cam, actors=max(1, int((cpus - tasks) // cam.num_cpus)))
+    elif cam.num_gpus == 0 and res.cam.actors == AUTO:
         cam = replace(cam, actors=_cpu_cam_actors(res, cpus - tasks))
     if cam.batch_size == AUTO:
         cam = replace(cam, batch_size=GPU_CAM_ROWS if cam.num_gpus > 0 else 1)
@@ -69,7 +74,7 @@ def resolve_pseudo_label_resources(
     if refine.actors == AUTO:
         refine = _auto_refine(refine, spare)
     decode, write = (_task_cap(stage, int(cam.actors)) for stage in (res.decode, res.write))
-    return replace(res, decode=decode, cam=cam, refine=refine, write=write)
+    return replace(res, decode=decode, cam=cam, refine=refine, write=write, fuse_cam_refine=fuse)
 
 
 def _task_cap(stage: StageResources, cam_actors: int) -> StageResources:

@@ -8,6 +8,9 @@ A row that has failed passes through every later stage untouched.
 
 from __future__ import annotations
 
+import os
+
+import cv2
 import numpy as np
 
 from pipeline import schema
@@ -19,7 +22,14 @@ from pipeline.cluster.stage_base import BatchStage, Stage
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.labelling import label_image_item, label_video_window
 from pipeline.models.imagenet_prior import load_prior
-from pipeline.rows import dumps, loads
+from pipeline.rows import dumps, iter_rows, loads
+
+
+def threads_of_this_worker() -> None:
+    """OpenCV's thread pool sized to this worker's CPUs, as torch's already is: Ray sets
+    OMP_NUM_THREADS from the actor's num_cpus. OpenCV's default, a thread per core of the machine
+    in every actor, has the actors' resizes and colour conversions compete for every core."""
+    cv2.setNumThreads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
 
 
 class CamStage(BatchStage):
@@ -32,6 +42,7 @@ class CamStage(BatchStage):
     timing, tensors = "cam", TENSORS
 
     def __init__(self, model_uri: str | None, cfg: CamConfig):
+        threads_of_this_worker()
         self.cfg = cfg
         self.device = _device()
         self.model, self.prior = None, None
@@ -86,6 +97,7 @@ class RefineStage(Stage):
     timing, tensors = "refine", TENSORS
 
     def __init__(self, cfg: PseudoLabelConfig):
+        threads_of_this_worker()
         self.cfg = cfg
 
     def compute(self, row: dict) -> list[dict]:
@@ -123,3 +135,16 @@ class RefineStage(Stage):
         row[schema.FRAME_STATUS] = dumps([lab.status for lab in labels])
         row[schema.FRAME_REASONS] = dumps([lab.reason for lab in labels])
         return row
+
+
+class CamRefineStage:
+    """CPU actor: CAM then refinement of each batch in one process, row by row as the research
+    loop runs them, instead of two actor pools that hand every row (frames included) over through
+    the object store and share the cores by time slices (docs/cluster.md: fuse_cam_refine)."""
+
+    def __init__(self, model_uri: str | None, cfg: PseudoLabelConfig):
+        self.cam, self.refine = CamStage(model_uri, cfg.cam), RefineStage(cfg)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with_cams = self.cam.process([self.cam.prepare(row) for row in iter_rows(batch)])
+        return self.refine.output(self.refine.process(with_cams))

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -253,21 +254,27 @@ def map_worker_pids(stage: str) -> list[int]:
     return [a.pid for a in actors if a.state == alive and stage in a.repr_name and a.pid]
 
 
-def test_cam_and_refine_actors_killed_mid_job_are_restarted_and_nothing_is_lost(good, tmp_path):
+@pytest.mark.parametrize(
+    "fused, stages", [(True, ["CamRefineStage"]), (False, ["CamStage", "RefineStage"])]
+)
+def test_cam_and_refine_actors_killed_mid_job_are_restarted_and_nothing_is_lost(
+    good, tmp_path, fused, stages
+):
     collection, baseline = good
     out = str(tmp_path / "labels")
     result: dict = {}
+    cfg = replace(CFG, resources=replace(CFG.resources, fuse_cam_refine=fused))
 
     def job() -> None:
         try:
-            result["info"] = run_pseudo_label(str(collection), None, out, CFG)
+            result["info"] = run_pseudo_label(str(collection), None, out, cfg)
         except BaseException as error:  # surfaced by the assertion below
             result["error"] = error
 
     thread = threading.Thread(target=job)
     thread.start()
-    wait_for(lambda: map_worker_pids("RefineStage"), PATIENCE_S, "a live refine actor")
-    killed = map_worker_pids("CamStage")[:1] + map_worker_pids("RefineStage")[:1]
+    wait_for(lambda: map_worker_pids(stages[-1]), PATIENCE_S, f"a live {stages[-1]} actor")
+    killed = [pid for stage in stages for pid in map_worker_pids(stage)[:1]]
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     thread.join(PATIENCE_S)

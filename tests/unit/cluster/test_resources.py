@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +15,8 @@ from pipeline.cluster.resources import (
 )
 from pipeline.label_config import AUTO, ResourcesConfig, StageResources
 from pipeline.settings import PredictConfig
+
+UNFUSED = ResourcesConfig(fuse_cam_refine=False)
 
 
 def test_auto_gpus_follow_the_cluster_and_numbers_stay():
@@ -54,9 +57,29 @@ def test_auto_uses_gpus_of_the_cluster_not_the_driver():
     assert res.refine.actors >= 1 and res.refine.num_gpus == 0.0
 
 
-def test_cpu_only_cluster_gets_no_gpus_and_fits_every_stage():
-    for cpus, cam_actors in ((3.0, 2), (4.0, 3), (16.0, 12), (1.0, 1)):
+def test_cpu_only_cluster_fuses_cam_and_refine_one_actor_per_cpu_beside_the_tasks():
+    for cpus, actors in ((3.0, 2), (4.0, 3), (16.0, 15), (1.0, 1)):
         res = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": cpus})
+        assert res.fuse_cam_refine is True and res.cam.num_gpus == 0.0, cpus
+        assert res.cam.actors == actors, cpus
+        tasks = res.decode.num_cpus + res.write.num_cpus
+        assert res.cam.actors * res.cam.num_cpus + tasks <= cpus or cpus < 2, cpus
+
+
+def test_gpus_keep_cam_and_refine_apart_and_explicit_fusion_is_kept():
+    gpu = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 32.0, "GPU": 4.0})
+    assert gpu.fuse_cam_refine is False
+    unfused = ResourcesConfig(fuse_cam_refine=False)
+    assert resolve_pseudo_label_resources(unfused, {"CPU": 8.0}).fuse_cam_refine is False
+    fused = ResourcesConfig(fuse_cam_refine=True)
+    assert resolve_pseudo_label_resources(fused, {"CPU": 8.0, "GPU": 1.0}).fuse_cam_refine is True
+    with pytest.raises(ValueError, match="fuse_cam_refine"):
+        ResourcesConfig(fuse_cam_refine="yes")
+
+
+def test_cpu_only_cluster_unfused_gets_no_gpus_and_fits_every_stage():
+    for cpus, cam_actors in ((3.0, 2), (4.0, 3), (16.0, 12), (1.0, 1)):
+        res = resolve_pseudo_label_resources(UNFUSED, {"CPU": cpus})
         assert res.cam.num_gpus == 0.0 and res.cam.actors == cam_actors, cpus
         total = (
             res.cam.actors * res.cam.num_cpus
@@ -78,7 +101,7 @@ def test_cam_rows_per_batch_auto_is_one_on_cpus_and_more_on_gpus():
 def test_a_laptop_gets_two_refine_actors_sharing_the_spare_cpus():
     # 2 cores -> a local Ray of 3 logical CPUs: 2 CAM actors, and the 0.5 CPU left is shared by
     # two refine actors so that two video windows are cut at once
-    res = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 3.0})
+    res = resolve_pseudo_label_resources(UNFUSED, {"CPU": 3.0})
     assert (res.cam.actors, res.refine.actors) == (2, 2)
     assert res.refine.num_cpus == 0.25
 
@@ -92,8 +115,8 @@ def test_batch_size_auto_only_where_it_is_resolved():
 
 
 def test_cpu_cam_share_moves_cpus_between_cam_and_refine():
-    more = resolve_pseudo_label_resources(ResourcesConfig(cpu_cam_share=0.9), {"CPU": 16.0})
-    less = resolve_pseudo_label_resources(ResourcesConfig(cpu_cam_share=0.3), {"CPU": 16.0})
+    more = resolve_pseudo_label_resources(replace(UNFUSED, cpu_cam_share=0.9), {"CPU": 16.0})
+    less = resolve_pseudo_label_resources(replace(UNFUSED, cpu_cam_share=0.3), {"CPU": 16.0})
     assert more.cam.actors > less.cam.actors and more.refine.actors < less.refine.actors
 
 
@@ -128,9 +151,9 @@ def test_the_rule_loads_no_ray_or_torch():
 
 def test_decode_and_write_run_one_task_per_cam_actor_at_once_unless_set():
     cpu = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 16.0})
-    assert cpu.decode.actors == cpu.write.actors == cpu.cam.actors == 12
+    assert cpu.decode.actors == cpu.write.actors == cpu.cam.actors == 15
     gpu = resolve_pseudo_label_resources(ResourcesConfig(), {"CPU": 32.0, "GPU": 4.0})
     assert gpu.decode.actors == gpu.write.actors == 4
     set_by_user = ResourcesConfig(write=StageResources(actors=3, num_cpus=0.25, batch_size=8))
     res = resolve_pseudo_label_resources(set_by_user, {"CPU": 16.0})
-    assert res.write.actors == 3 and res.decode.actors == 12
+    assert res.write.actors == 3 and res.decode.actors == 15
