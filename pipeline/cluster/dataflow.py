@@ -65,22 +65,15 @@ def build_dataset(
         refined = decoded.map_batches(
             CamRefineStage,
             fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg},
-            compute=_pool(res.cam),
-            num_gpus=res.cam.num_gpus,
-            num_cpus=res.cam.num_cpus,
-            batch_size=res.cam.batch_size,
-            batch_format="numpy",
+            **_on_cam_actors(res),
         )
     else:
-        refined = decoded.map_batches(
+        with_cams = decoded.map_batches(
             CamStage,
             fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
-            compute=_pool(res.cam),
-            num_gpus=res.cam.num_gpus,
-            num_cpus=res.cam.num_cpus,
-            batch_size=res.cam.batch_size,
-            batch_format="numpy",
-        ).map_batches(
+            **_on_cam_actors(res),
+        )
+        refined = with_cams.map_batches(
             RefineStage,
             fn_constructor_kwargs={"cfg": cfg},
             compute=_pool(res.refine),
@@ -96,6 +89,17 @@ def build_dataset(
         num_cpus=res.write.num_cpus,
         batch_format="numpy",
     )
+
+
+def _on_cam_actors(res: ResourcesConfig) -> dict[str, Any]:
+    """map_batches arguments of the CAM actor pool (alone, or fused with refinement)."""
+    return {
+        "compute": _pool(res.cam),
+        "num_gpus": res.cam.num_gpus,
+        "num_cpus": res.cam.num_cpus,
+        "batch_size": res.cam.batch_size,
+        "batch_format": "numpy",
+    }
 
 
 def _pool(stage: StageResources) -> ActorPoolStrategy:
