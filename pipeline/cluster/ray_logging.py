@@ -21,7 +21,8 @@ RAY_NOTICES = (
     "Progress bars disabled",  # WebSeg turned them off on purpose
 )
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
-RAY_WARNINGS = ("The minimum number of concurrent actors",)  # small inputs for a big actor pool
+# small inputs for a big actor pool, or for a capped task pool (decode, write)
+RAY_WARNINGS = ("The minimum number of concurrent actors", "The maximum number of concurrent tasks")
 
 
 class _DropMessages(logging.Filter):

@@ -80,3 +80,18 @@ def test_the_cleaner_threads_connection_error_is_quiet_and_other_thread_errors_a
     finally:
         threading.excepthook = original
     assert seen == [(ray_logging.PG_CLEANER_THREAD, ValueError), ("worker", ConnectionError)]
+
+
+def test_small_input_notices_of_capped_pools_are_dropped_and_other_warnings_kept(ray_logs_off):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ray_logging.quiet_ray_before_init()
+        for text in (
+            "The maximum number of concurrent tasks for 'MapBatches(write_batch)' is set to 3",
+            "The minimum number of concurrent actors for 'MapBatches(CamRefineStage)' is set to 3",
+            "a real problem",
+        ):
+            warnings.warn(text, UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["a real problem"]
