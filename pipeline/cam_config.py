@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def check_batch_size(value: object) -> None:
+    """A batch_size setting is a positive integer or 'auto' (resolved where it is used)."""
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"batch_size must be a positive integer or auto, not {value!r}")
+
+
 @dataclass(frozen=True)
 class CamConfig:
     input_size: int = 320  # short side in pixels the image is resized to at scale 1.0
@@ -20,14 +26,7 @@ class CamConfig:
     imagenet_prior: bool = True  # ImageNet head's maps/scores fused in (frozen ImageNet backbones)
 
     def __post_init__(self) -> None:
-        if self.batch_size != "auto" and (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-        ):
-            raise ValueError(
-                f"batch_size must be a positive integer or auto, not {self.batch_size!r}"
-            )
+        check_batch_size(self.batch_size)
         if self.stochastic_passes < 0:
             raise ValueError(f"stochastic_passes must be >= 0, got {self.stochastic_passes}")
         if self.size_bucket < 0:

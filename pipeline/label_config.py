@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.cam_config import CamConfig
+from pipeline.cam_config import CamConfig, check_batch_size
 from pipeline.collection import CollectionConfig
 from pipeline.decode import DecodeConfig
 from pipeline.refine.image_labeller import ImageLabelConfig
@@ -27,14 +27,7 @@ class StageResources:
     batch_size: int | str = 4  # rows per batch (a row is an image or a window of video frames)
 
     def __post_init__(self) -> None:
-        if self.batch_size != AUTO and (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-        ):
-            raise ValueError(
-                f"batch_size must be a positive integer or auto, not {self.batch_size!r}"
-            )
+        check_batch_size(self.batch_size)
 
 
 def _decode() -> StageResources:

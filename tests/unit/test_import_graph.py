@@ -105,16 +105,28 @@ def test_pipeline_has_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-@pytest.fixture(scope="module")
-def loaded_by_settings() -> set[str]:
-    code = "import json, sys\nimport pipeline.settings\nprint(json.dumps(sorted(sys.modules)))"
+def loaded_by(module: str) -> set[str]:
+    """Every module a fresh interpreter has loaded after `import module`."""
+    code = f"import json, sys\nimport {module}\nprint(json.dumps(sorted(sys.modules)))"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
+@pytest.fixture(scope="module")
+def loaded_by_settings() -> set[str]:
+    return loaded_by("pipeline.settings")
+
+
 @pytest.mark.parametrize("heavy", ["torch", "ray", "mlflow"])
 def test_importing_settings_loads_no_heavy_framework(loaded_by_settings, heavy):
     loaded = sorted(m for m in loaded_by_settings if m == heavy or m.startswith(heavy + "."))
     assert not loaded, f"import pipeline.settings loaded {heavy}: {loaded[:5]}"
+
+
+def test_task_stages_import_neither_torch_nor_the_refinement_cores():
+    """Each Ray task worker that runs decode or write is a process of its own: torch would be
+    most of its memory."""
+    loaded = loaded_by("pipeline.cluster.io_stages")
+    assert not {"torch", "pydensecrf", "pipeline.cam"} & loaded
