@@ -29,6 +29,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 from pipeline.cam_config import CamConfig
 from pipeline.collection import load_label_space
@@ -181,8 +182,9 @@ def parse_overrides(pairs: list[str]) -> ImageLabelConfig:
         current = getattr(leaf, name)
         if isinstance(current, bool):
             typed = value.lower() in ("1", "true", "yes")
-        else:
-            typed = type(current)(value) if not isinstance(current, str) else value
+        else:  # YAML scalars, as in a config file: a number where a field takes "otsu" or one
+            typed = yaml.safe_load(value)
+            typed = float(typed) if isinstance(current, float) and isinstance(typed, int) else typed
         leaf = replace(leaf, **{name: typed})
         for parent, part in zip(reversed(parents[:-1]), reversed(path), strict=True):
             leaf = replace(parent, **{part: leaf})

@@ -1,7 +1,8 @@
 """Image pseudo-labels from tags, CAMs and class-agnostic cues: one entry point, three methods.
 
-- ``cam_crf`` (default): CAMs against a background score (1 - max CAM) ** 4, dense CRF, unsure
-  pixels -> ignore (IRN's recipe; needs CAMs that localise, i.e. a pretrained backbone).
+- ``cam_crf`` (default): CAMs against a background score (1 - max CAM) ** p, dense CRF, unsure
+  pixels -> ignore (IRN's recipe; needs CAMs that localise, i.e. a pretrained backbone). p is
+  set per image from Otsu's threshold of the max CAM by default, or fixed (IRN: 4).
 - ``objectness``: saliency + GrabCut + CRF decide where, the CAM decides which tag.
 - ``dsrg``: seeded region growing from confident saliency/CAM pixels.
 
@@ -33,11 +34,14 @@ from pipeline.schema import BACKGROUND, IGNORE
 
 METHODS = ("cam_crf", "objectness", "dsrg")
 BACKGROUNDS = ("cam", "builtin", "both")
+OTSU = "otsu"
+OTSU_RANGE = (0.05, 0.95)  # keeps the power finite for flat maps (all 0 or all 1)
 
 
 @dataclass(frozen=True)
 class CamCRFConfig:
-    bg_power: float = 4.0  # background score (1 - max CAM) ** bg_power (IRN); 0 = use bg_score
+    bg_power: float | str = OTSU  # background score (1 - max CAM) ** bg_power (IRN: 4); "otsu":
+    # per image, the power whose score crosses the max CAM at its Otsu threshold; 0 = bg_score
     bg_score: float = 0.3  # constant background score the CAMs compete against (bg_power 0)
     confidence: float = 0.6  # CRF posteriors below this become ignore (255)
     no_cam_sigma: float = 0.12  # without a CAM: centre prior width (share of diagonal), ~20% area
@@ -46,6 +50,12 @@ class CamCRFConfig:
     # foreground prior (Saleh et al. 2016); "both": the mean of the two
 
     def __post_init__(self) -> None:
+        if isinstance(self.bg_power, str) and self.bg_power != OTSU:
+            raise ValueError(
+                f"cam_crf.bg_power must be a number >= 0 or {OTSU!r}, not {self.bg_power!r}"
+            )
+        if not isinstance(self.bg_power, str) and self.bg_power < 0:
+            raise ValueError(f"cam_crf.bg_power must be >= 0, not {self.bg_power}")
         if self.background not in BACKGROUNDS:
             raise ValueError(
                 f"unknown background {self.background!r}; expected one of {BACKGROUNDS}"
@@ -73,11 +83,14 @@ def background_score(
     cams: np.ndarray, cfg: CamCRFConfig, prior: np.ndarray | None = None
 ) -> np.ndarray:
     """KxHxW CAMs in [0, 1] -> HxW float32 background score: (1 - max CAM) ** bg_power, low
-    where some class fires (Ahn et al., IRN), or the constant bg_score when bg_power is 0.
+    where some class fires (Ahn et al., IRN; the power fixed or, with "otsu", this image's
+    ``otsu_power``), or the constant bg_score when bg_power is 0.
     With ``cfg.background`` "builtin" it is 1 - prior (HxW built-in foreground prior in [0, 1]),
     with "both" the mean of the two."""
-    if cfg.bg_power > 0 and cams.shape[0] > 0:
-        cam_bg = ((1.0 - cams.max(axis=0)) ** cfg.bg_power).astype(np.float32)
+    if cfg.bg_power != 0 and cams.shape[0] > 0:
+        peak = cams.max(axis=0)
+        power = otsu_power(peak) if cfg.bg_power == OTSU else cfg.bg_power
+        cam_bg = ((1.0 - peak) ** power).astype(np.float32)
     else:
         cam_bg = np.full(cams.shape[1:], cfg.bg_score, np.float32)
     if cfg.background == "cam":
@@ -86,6 +99,23 @@ def background_score(
         raise ValueError(f"background {cfg.background!r} needs the built-in prior map; none given")
     builtin = (1.0 - prior).astype(np.float32)
     return builtin if cfg.background == "builtin" else ((cam_bg + builtin) / 2).astype(np.float32)
+
+
+def otsu_power(peak: np.ndarray) -> float:
+    """HxW max CAM in [0, 1] -> the power p with (1 - t) ** p = t at Otsu's threshold t of its
+    histogram, so the background score beats the CAMs below t. A fixed p puts that crossing at
+    one CAM level for every image (p = 4: 0.28), which lets a small object's diffuse map spread
+    over the scene and cuts a large object's broad map short; Otsu picks each image's own split
+    between its low and high CAM values, with no knob."""
+    level, _ = cv2.threshold(
+        (np.clip(peak, 0.0, 1.0) * 255).astype(np.uint8),
+        0,
+        255,
+        cv2.THRESH_BINARY | cv2.THRESH_OTSU,
+    )
+    # cv2's level is the last bin of the low class: the split lies half a bin above it
+    t = min(max((level + 0.5) / 255.0, OTSU_RANGE[0]), OTSU_RANGE[1])
+    return float(np.log(t) / np.log(1.0 - t))
 
 
 def cam_crf_labels(

@@ -86,3 +86,48 @@ def test_background_score_is_low_where_a_cam_fires_and_constant_without_power():
     assert bg[0, 0] == 0.0 and bg[0, 1] == pytest.approx(0.5**4) and bg[3, 3] == 1.0
     flat = background_score(cams, CamCRFConfig(bg_power=0.0, bg_score=0.3))
     assert np.all(flat == np.float32(0.3))
+
+
+def _two_level_map(low: float, high: float, share: float) -> np.ndarray:
+    peak = np.full((40, 40), low, np.float32)
+    peak[: int(40 * share)] = high
+    return peak
+
+
+@pytest.mark.parametrize("low, high", [(0.1, 0.9), (0.4, 0.95), (0.0, 0.3)])
+def test_otsu_power_puts_the_background_crossing_between_the_two_cam_levels(low, high):
+    from pipeline.refine.image_labeller import otsu_power
+
+    peak = _two_level_map(low, high, 0.3)
+    power = otsu_power(peak)
+    bg_low, bg_high = (1 - low) ** power, (1 - high) ** power
+    assert bg_low > low and bg_high < high  # background wins the low level, the CAM the high one
+
+
+def test_otsu_background_adapts_where_a_fixed_power_cannot():
+    from pipeline.refine.image_labeller import CamCRFConfig, background_score
+
+    # a broad object map (0.6 on its body) and a diffuse small-object map (0.4 over the scene)
+    broad, diffuse = _two_level_map(0.05, 0.6, 0.5)[None], _two_level_map(0.4, 1.0, 0.05)[None]
+    otsu = CamCRFConfig()
+    assert otsu.bg_power == "otsu"
+    assert (background_score(diffuse, otsu) > diffuse[0])[20:].all()  # the scene is background
+    assert (background_score(broad, otsu) < broad[0])[:20].all()  # the body stays foreground
+    fixed = CamCRFConfig(bg_power=4.0)  # (1 - 0.4) ** 4 = 0.13: the scene goes to the object
+    assert (background_score(diffuse, fixed) < diffuse[0])[20:].all()
+
+
+def test_flat_cams_give_a_finite_background():
+    from pipeline.refine.image_labeller import CamCRFConfig, background_score
+
+    for value in (0.0, 1.0):
+        bg = background_score(np.full((1, 8, 8), value, np.float32), CamCRFConfig())
+        assert np.isfinite(bg).all() and bg.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", ["otsu2", -1.0])
+def test_bad_background_powers_are_rejected(bad):
+    from pipeline.refine.image_labeller import CamCRFConfig
+
+    with pytest.raises(ValueError, match="bg_power"):
+        CamCRFConfig(bg_power=bad)
