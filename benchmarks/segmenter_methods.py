@@ -35,6 +35,7 @@ VARIANTS = {
     "dsrg": {"segmenter": {"seed_growing": "dsrg"}},
     "stc": {"segmenter": {"curriculum": "simple_first"}},
     "la0.5": {"segmenter": {"logit_adjustment": 0.5}},
+    **{f"finetune={mode}": {"segmenter": {"finetune": mode}} for mode in ("frozen", "partial")},
     **{
         f"head={head}": {"segmenter": {"model": {"head": head}}}
         for head in HEADS  # "ce" is the default head (fastfcn since 407053e; deeplabv3 before)
