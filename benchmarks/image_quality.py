@@ -2,7 +2,8 @@
 
 Runs ``label_image`` on every image item of the collection for each method and CAM source and
 prints mIoU (21-class confusion matrix summed over all images; gt 255 excluded; predicted 255
-counted as background; classes with an empty union skipped), horse and person IoU, coverage
+counted as background; classes with an empty union skipped; also over the halves of the sorted
+item ids, even and odd positions, for tuning on one and reporting the other), horse and person IoU, coverage
 (share of pixels not 255), wall and CPU seconds per image. Only this script reads gt/.
 
     .venv/bin/python benchmarks/image_quality.py --collection ../shared/data/dev \
@@ -155,8 +156,14 @@ def evaluate(
         results = [score_item(job) for job in jobs]
     conf = sum(r[0] for r in results)
     miou, iou = scores(conf)
+    rank = {item_id: k for k, item_id in enumerate(sorted(it["id"] for it in items))}
+    halves = [
+        sum(r[0] for it, r in zip(items, results, strict=True) if rank[it["id"]] % 2 == half)
+        for half in (0, 1)
+    ]
     return {
         "miou": 100 * miou,
+        "halves": [100 * scores(h)[0] for h in halves],  # even / odd positions in id order
         "horse": 100 * iou[VOC_CLASSES.index("horse")],
         "person": 100 * iou[VOC_CLASSES.index("person")],
         "coverage": 100 * sum(r[1] for r in results) / sum(r[2] for r in results),
@@ -219,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     items = load_items(root)[: args.limit or None]
     print(f"{len(items)} images from {root}")
     print(
-        "| method | cam | mIoU | horse | person | coverage % | pred fg % | s/image | cpu s/image |"
+        "| method | cam | mIoU (even / odd) | horse | person | coverage % | pred fg % | s/image "
+        "| cpu s/image |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     cam_cfg = CamConfig(
@@ -240,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
             r = evaluate(root, items, cfg, cam_source, args.workers)
             label = name if name in ("none", "centre") else Path(name).parent.name
             print(
-                f"| {method} | {label} | {r['miou']:.1f} | {r['horse']:.1f} "
+                f"| {method} | {label} | {r['miou']:.1f} ({r['halves'][0]:.1f} / "
+                f"{r['halves'][1]:.1f}) | {r['horse']:.1f} "
                 f"| {r['person']:.1f} | {r['coverage']:.1f} | {r['fg_share']:.1f} "
                 f"| {r['s_per_image']:.3f} | {r['cpu_s_per_image']:.3f} |",
                 flush=True,

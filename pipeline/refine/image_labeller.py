@@ -2,7 +2,8 @@
 
 - ``cam_crf`` (default): CAMs against a background score (1 - max CAM) ** p, dense CRF, unsure
   pixels -> ignore (IRN's recipe; needs CAMs that localise, i.e. a pretrained backbone). p is
-  set per image from Otsu's threshold of the max CAM by default, or fixed (IRN: 4).
+  set per image from Otsu's threshold of the max CAM by default, or fixed (IRN: 4). GrabCut then
+  grows the foreground over the colour-alike parts the CAM missed.
 - ``objectness``: saliency + GrabCut + CRF decide where, the CAM decides which tag.
 - ``dsrg``: seeded region growing from confident saliency/CAM pixels.
 
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.refine.crf import CRFConfig, dense_crf
-from pipeline.refine.objectness import ObjectnessConfig, objectness_labels
+from pipeline.refine.objectness import ObjectnessConfig, grabcut_prob, objectness_labels
 from pipeline.refine.region_growing import DSRGConfig, dsrg_labels
 from pipeline.refine.saliency import (
     SaliencyConfig,
@@ -48,8 +49,19 @@ class CamCRFConfig:
     crf: CRFConfig = field(default_factory=CRFConfig)  # dense CRF over background + tags
     background: str = "cam"  # "cam": the score above; "builtin": 1 - the backbone's built-in
     # foreground prior (Saleh et al. 2016); "both": the mean of the two
+    grabcut_rounds: int = 2  # GrabCut rounds after the CRF, growing its foreground over the
+    # colour-alike pixels a CAM leaves out (legs, heads); 0 = off
+    grabcut_sure_fg: float = 0.8  # CAM at or above this, inside the CRF's foreground: sure fg
+    grabcut_sure_bg: float = 0.05  # CAM at or below this: sure background (IRN's conf_bg_thres)
 
     def __post_init__(self) -> None:
+        if self.grabcut_rounds < 0:
+            raise ValueError(f"cam_crf.grabcut_rounds must be >= 0, not {self.grabcut_rounds}")
+        if not 0 <= self.grabcut_sure_bg < self.grabcut_sure_fg <= 1:
+            raise ValueError(
+                "cam_crf needs 0 <= grabcut_sure_bg < grabcut_sure_fg <= 1, not "
+                f"{self.grabcut_sure_bg} and {self.grabcut_sure_fg}"
+            )
         if isinstance(self.bg_power, str) and self.bg_power != OTSU:
             raise ValueError(
                 f"cam_crf.bg_power must be a number >= 0 or {OTSU!r}, not {self.bg_power!r}"
@@ -133,7 +145,28 @@ def cam_crf_labels(
     post = dense_crf(image, probs, cfg.crf)
     labels = np.array([BACKGROUND, *tag_ids], np.uint8)[post.argmax(axis=0)]
     labels[post.max(axis=0) < cfg.confidence] = IGNORE
-    return labels
+    return grabcut_grow(image, cams, labels, tag_ids, cfg) if cfg.grabcut_rounds else labels
+
+
+def grabcut_grow(
+    image: np.ndarray, cams: np.ndarray, labels: np.ndarray, tag_ids: list[int], cfg: CamCRFConfig
+) -> np.ndarray:
+    """image HxWx3 uint8 RGB, cams KxHxW float32 in [0, 1], labels HxW uint8 from the CRF (0,
+    tag ids, 255 = ignore) -> HxW uint8 labels after GrabCut (Rother et al. 2004). The CRF's
+    foreground and background seed the colour models as probable, its foreground's CAM peaks
+    (>= grabcut_sure_fg) as sure foreground, CAM <= grabcut_sure_bg as sure background. Pixels the
+    cut adds take the tag of their strongest CAM; pixels it drops become background; ignore stays.
+    Deterministic: OpenCV's RNG is seeded per call."""
+    foreground = (labels != BACKGROUND) & (labels != IGNORE)
+    peak = cams.max(axis=0)
+    prob = np.where(foreground, 0.75, 0.25).astype(np.float32)
+    prob[foreground & (peak >= cfg.grabcut_sure_fg)] = 1.0
+    prob[peak <= cfg.grabcut_sure_bg] = 0.0
+    cut = grabcut_prob(image, prob, cfg.grabcut_rounds, side=max(image.shape[:2])) > 0.5
+    strongest = np.asarray(tag_ids, np.uint8)[cams.argmax(axis=0)]
+    grown = np.where(cut, np.where(foreground, labels, strongest), BACKGROUND).astype(np.uint8)
+    grown[labels == IGNORE] = IGNORE
+    return grown
 
 
 def _work_inputs(image: np.ndarray, cam: np.ndarray | None, n_tags: int, side: int):

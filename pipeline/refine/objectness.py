@@ -100,6 +100,7 @@ def grabcut_prob(
     if fg.all() or not fg.any():
         return prob
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's RNG: the same image, the same cut
     try:
         cv2.grabCut(image, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # a GMM with too few samples

@@ -131,3 +131,63 @@ def test_bad_background_powers_are_rejected(bad):
 
     with pytest.raises(ValueError, match="bg_power"):
         CamCRFConfig(bg_power=bad)
+
+
+def _red_box_on_texture(sigma: float = 12.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A uniform red box on green-blue texture, and a CAM blob on its middle that fades to
+    ~0.1 at the box's corners with sigma 12 (a CAM that misses the object's extremities)."""
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[..., 1] = rng.integers(90, 200, (64, 64))
+    image[..., 2] = rng.integers(60, 200, (64, 64))
+    box = np.zeros((64, 64), bool)
+    box[16:48, 12:52] = True
+    image[box] = (200, 30, 30) + rng.integers(-10, 10, (box.sum(), 3))
+    ys, xs = np.mgrid[0:64, 0:64]
+    cam = np.exp(-((ys - 32.0) ** 2 + (xs - 32.0) ** 2) / (2 * sigma**2))[None].astype(np.float32)
+    return image, box, cam
+
+
+def test_grabcut_grows_a_short_cut_over_the_object():
+    from pipeline.refine.image_labeller import CamCRFConfig, grabcut_grow
+
+    image, box, cam = _red_box_on_texture()
+    short = np.where(cam[0] > 0.6, 13, 0).astype(np.uint8)  # the CAM's core only
+    grown = grabcut_grow(image, cam, short, [13], CamCRFConfig())
+    assert iou(short == 13, box) < 0.4
+    assert iou(grown == 13, box) > 0.9
+    assert set(np.unique(grown)) <= {0, 13}
+    assert np.array_equal(grown, grabcut_grow(image, cam, short, [13], CamCRFConfig()))
+
+
+def test_grabcut_keeps_ignore_and_gives_new_pixels_the_strongest_tag():
+    from pipeline.refine.image_labeller import CamCRFConfig, grabcut_grow
+
+    image, box, cam = _red_box_on_texture()
+    short = np.where(cam[0] > 0.6, 13, 0).astype(np.uint8)
+    short[0:3, 0:3] = IGNORE
+    other = np.where(np.arange(64)[None, :] >= 32, 0.5, 0.0) * cam[0]  # half the blob's height
+    grown = grabcut_grow(image, np.stack([cam[0], other]), short, [13, 7], CamCRFConfig())
+    assert (grown[0:3, 0:3] == IGNORE).all()
+    assert not (grown == 7).any()  # tag 7's map never beats tag 13's
+
+
+def test_cam_crf_runs_grabcut_on_the_crf_labels_unless_off():
+    from pipeline.refine.image_labeller import grabcut_grow
+
+    image, box, cam = _red_box_on_texture(sigma=9.0)  # a tighter map: the CRF keeps a sliver
+    on = ImageLabelConfig().cam_crf
+    crf_only = cam_crf_labels(image, cam, [13], dataclasses.replace(on, grabcut_rounds=0))
+    with_grabcut = cam_crf_labels(image, cam, [13], on)
+    assert np.array_equal(with_grabcut, grabcut_grow(image, cam, crf_only, [13], on))
+    assert iou(crf_only == 13, box) < 0.2 and iou(with_grabcut == 13, box) > 0.9
+
+
+@pytest.mark.parametrize(
+    "bad", [{"grabcut_rounds": -1}, {"grabcut_sure_bg": 0.9}, {"grabcut_sure_fg": 1.5}]
+)
+def test_bad_grabcut_settings_are_rejected(bad):
+    from pipeline.refine.image_labeller import CamCRFConfig
+
+    with pytest.raises(ValueError, match="grabcut"):
+        CamCRFConfig(**bad)
