@@ -3,8 +3,8 @@
 Runs ``label_image`` on every image item of the collection for each method and CAM source and
 prints mIoU (21-class confusion matrix summed over all images; gt 255 excluded; predicted 255
 counted as background; classes with an empty union skipped; also over the halves of the sorted
-item ids, even and odd positions, for tuning on one and reporting the other), horse and person IoU, coverage
-(share of pixels not 255), wall and CPU seconds per image. Only this script reads gt/.
+item ids, even and odd positions, to tune on one and report the other), horse and person IoU,
+coverage (share of pixels not 255), wall and CPU seconds per image. Only this script reads gt/.
 
     .venv/bin/python benchmarks/image_quality.py --collection ../shared/data/dev \
         --methods cam_crf objectness dsrg --cams none centre /tmp/clf/run_lr3/model.pt

@@ -22,7 +22,12 @@ import cv2
 import numpy as np
 
 from pipeline.refine.crf import CRFConfig, dense_crf
-from pipeline.refine.objectness import ObjectnessConfig, grabcut_prob, objectness_labels
+from pipeline.refine.objectness import (
+    ObjectnessConfig,
+    assign_tags,
+    grabcut_prob,
+    objectness_labels,
+)
 from pipeline.refine.region_growing import DSRGConfig, dsrg_labels
 from pipeline.refine.saliency import (
     SaliencyConfig,
@@ -163,8 +168,7 @@ def grabcut_grow(
     prob[foreground & (peak >= cfg.grabcut_sure_fg)] = 1.0
     prob[peak <= cfg.grabcut_sure_bg] = 0.0
     cut = grabcut_prob(image, prob, cfg.grabcut_rounds, side=max(image.shape[:2])) > 0.5
-    strongest = np.asarray(tag_ids, np.uint8)[cams.argmax(axis=0)]
-    grown = np.where(cut, np.where(foreground, labels, strongest), BACKGROUND).astype(np.uint8)
+    grown = np.where(cut & foreground, labels, assign_tags(cut, cams, tag_ids))
     grown[labels == IGNORE] = IGNORE
     return grown
 
