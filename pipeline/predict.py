@@ -1,5 +1,6 @@
 """A trained segmenter applied to a collection item: `predict_item` (one item -> masks written at
-source resolution, its manifest rows), each image or frame through `models.inference.segment`.
+source resolution, its manifest rows), each image or frame through `predict_mask` (the
+segmenter's logits, by default through the dense CRF).
 
 Every image and every sampled video frame gets a mask (masks/<id>.png, masks/<id>/<frame:06d>.png).
 `webseg predict` itself (preflight, label set, driver or Ray actors) is pipeline/predict_run.py.
@@ -11,14 +12,16 @@ import logging
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 
 from pipeline import schema, storage
 from pipeline.collection import Item
 from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_frames
 from pipeline.labelset import item_manifest_row
 from pipeline.models.deeplab import DeepLabV3
-from pipeline.models.inference import segment
+from pipeline.models.inference import segment, segment_logits
 from pipeline.output import encode_png
+from pipeline.refine.crf import crf_mask
 from pipeline.settings import PredictConfig
 from pipeline.storage import StorageError
 from pipeline.train.class_weights import presence_shift
@@ -54,6 +57,27 @@ def tag_prior_shift(info: dict, cfg: PredictConfig) -> np.ndarray | None:
     return presence_shift(np.asarray(counts["pixels"]), np.asarray(counts["image_pixels"]))
 
 
+def predict_mask(
+    model: DeepLabV3,
+    image: np.ndarray,
+    long_side: int,
+    cfg: PredictConfig,
+    allowed: tuple[int, ...] | None,
+    shift: np.ndarray | None,
+) -> np.ndarray:
+    """image HxWx3 uint8 RGB -> HxW uint8 class indices (never 255): the segmenter's argmax, or
+    with cfg.refine crf its logits (restricted to `allowed`) through the dense CRF."""
+    if cfg.refine == "none":
+        return segment(model, image, long_side, allowed=allowed, shift=shift)
+    height, width = image.shape[:2]
+    factor = min(1.0, cfg.crf_side / max(height, width))
+    small = (max(1, round(height * factor)), max(1, round(width * factor)))
+    logits = segment_logits(model, image, long_side, out_shape=small, shift=shift)
+    classes = np.arange(logits.shape[0]) if allowed is None else np.asarray(allowed)
+    picked = logits.index_select(0, torch.as_tensor(classes, device=logits.device))
+    return crf_mask(image, picked.cpu().numpy(), classes, cfg.crf, cfg.crf_side)
+
+
 def predict_item(
     model: DeepLabV3,
     item: Item,
@@ -75,7 +99,7 @@ def predict_item(
     rows = []
     try:
         for frame, image in _frames(item, cfg.decode):
-            mask = segment(model, image, long_side, allowed=allowed, shift=shift)
+            mask = predict_mask(model, image, long_side, cfg, allowed, shift)
             relative = schema.mask_path(item.id, frame)
             storage.write_bytes(storage.join(out_uri, relative), encode_png(mask))
             rows.append(

@@ -25,11 +25,26 @@ def segment(
     allowed: Sequence[int] | None = None,
     shift: np.ndarray | None = None,
 ) -> np.ndarray:
-    """image HxWx3 uint8 RGB -> class indices out_shape (default HxW) uint8 (never 255).
+    """image HxWx3 uint8 RGB -> class indices out_shape (default HxW) uint8 (never 255): the
+    argmax of segment_logits (same arguments)."""
+    logits = segment_logits(model, image, long_side, out_shape, allowed, shift)
+    return logits.argmax(0).to(torch.uint8).cpu().numpy()
+
+
+@torch.inference_mode()
+def segment_logits(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    long_side: int,
+    out_shape: tuple[int, int] | None = None,
+    allowed: Sequence[int] | None = None,
+    shift: np.ndarray | None = None,
+) -> torch.Tensor:
+    """image HxWx3 uint8 RGB -> (C, *out_shape) float32 logits (out_shape default HxW).
 
     The image is resized to long_side, logits are upsampled bilinearly to out_shape; `shift`
-    ((C,) float, e.g. class_weights.presence_shift) is added to each class's logits; `allowed`
-    restricts the argmax to those class indices. The model must be in eval mode.
+    ((C,) float, e.g. class_weights.presence_shift) is added to each class's logits; classes
+    outside `allowed` get -inf. The model must be in eval mode.
     """
     height, width = image.shape[:2]
     out_shape = out_shape or (height, width)
@@ -51,4 +66,4 @@ def segment(
         blocked = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
         blocked[list(allowed)] = False
         logits[blocked] = -torch.inf
-    return logits.argmax(0).to(torch.uint8).cpu().numpy()
+    return logits

@@ -63,3 +63,25 @@ def _mean_field(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig, scale: flo
     )
     q = np.asarray(crf.inference(cfg.iterations), dtype=np.float32).reshape(n_labels, height, width)
     return q / np.maximum(q.sum(axis=0, keepdims=True), 1e-12)
+
+
+def crf_mask(
+    image: np.ndarray, logits: np.ndarray, classes: np.ndarray, cfg: CRFConfig, side: int
+) -> np.ndarray:
+    """A segmenter's logits refined by the dense CRF, as DeepLab v1/v2 post-process theirs.
+
+    image: HxWx3 uint8 RGB. logits: KxhxW-or-any-size float32 over the K label indices in
+    `classes` ((K,) uint8, e.g. background and an image's tags). The CRF runs with the image's
+    long side at `side` px (the size its pixel widths are set for); the posteriors are upsampled
+    bilinearly. Returns HxW uint8 label indices taken from `classes` (never 255).
+    """
+    height, width = image.shape[:2]
+    factor = min(1.0, side / max(height, width))
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if factor < 1 else image
+    scores = np.stack([cv2.resize(c.astype(np.float32), size) for c in logits])
+    scores = np.exp(scores - scores.max(axis=0, keepdims=True))
+    post = dense_crf(small, scores / scores.sum(axis=0, keepdims=True), cfg)
+    if factor < 1:
+        post = np.stack([cv2.resize(p, (width, height)) for p in post])
+    return np.asarray(classes, np.uint8)[post.argmax(axis=0)]

@@ -147,3 +147,23 @@ def test_cli_turns_the_restriction_on_and_off():
     assert parser.parse_args(common).restrict_to_tags is None  # the config decides (auto)
     assert parser.parse_args([*common, "--restrict-to-tags"]).restrict_to_tags is True
     assert parser.parse_args([*common, "--no-restrict-to-tags"]).restrict_to_tags is False
+
+
+def test_predict_mask_crf_keeps_to_the_allowed_classes_and_none_is_the_plain_argmax():
+    from pipeline.models.inference import segment
+    from pipeline.predict import predict_mask
+
+    torch.manual_seed(0)
+    model = DeepLabV3(TINY).eval()
+    image = np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8)
+    plain = predict_mask(model, image, 64, PredictConfig(refine="none"), (0, 2), None)
+    np.testing.assert_array_equal(plain, segment(model, image, 64, allowed=(0, 2)))
+    refined = predict_mask(model, image, 64, PredictConfig(crf_side=40), (0, 2), None)
+    assert refined.shape == (48, 80) and refined.dtype == np.uint8
+    assert set(np.unique(refined)) <= {0, 2}
+    unrestricted = predict_mask(model, image, 64, PredictConfig(crf_side=40), None, None)
+    assert unrestricted.shape == (48, 80) and unrestricted.max() <= 2
+    with pytest.raises(ValueError, match="predict.refine"):
+        PredictConfig(refine="densecrf")
+    with pytest.raises(ValueError, match="crf_side"):
+        PredictConfig(crf_side=8)

@@ -54,3 +54,25 @@ def test_scale_outside_zero_to_one_is_refused():
             assert "crf.scale" in str(error)
             continue
         raise AssertionError(f"scale {bad} accepted")
+
+
+def test_crf_mask_snaps_blurred_logits_to_the_colour_edge_at_source_size():
+    """crf_mask: logits (any size) over chosen label indices -> labels from those indices, at the
+    image's size, the object's outline following its colour edge (DeepLab's post-processing)."""
+    from pipeline.refine.crf import crf_mask
+
+    image, disc = make_disc_scene()
+    image = np.repeat(np.repeat(image, 4, axis=0), 4, axis=1)  # 256 px: the CRF runs at side 64
+    big_disc = np.repeat(np.repeat(disc, 4, axis=0), 4, axis=1)
+    blurred = np.pad(disc, 4)[:64, 4:68] | disc  # the object's logits spill 4 px to one side
+    logits = np.stack([np.where(blurred, -0.3, 0.3), np.where(blurred, 0.3, -0.3)]).astype(
+        np.float32
+    )
+    labels = crf_mask(image, logits, np.array([0, 7], np.uint8), DEEPLAB_LIKE, side=64)
+    assert labels.shape == (256, 256) and labels.dtype == np.uint8
+    assert set(np.unique(labels)) <= {0, 7}
+    plain = np.repeat(np.repeat(blurred, 4, axis=0), 4, axis=1)
+    assert iou(labels == 7, big_disc) > iou(plain, big_disc) + 0.05
+
+
+DEEPLAB_LIKE = CRFConfig(iterations=10, bilateral_sxy=8.0, bilateral_srgb=5.0, bilateral_compat=4.0)
