@@ -1,7 +1,10 @@
 import numpy as np
 from refine_scenes import iou, make_disc_scene
 
-from pipeline.refine.crf import CRFConfig, dense_crf
+from pipeline.refine.crf import CRFConfig, crf_mask, dense_crf
+
+# DeepLab's post-processing kernel at a 64 px working size
+DEEPLAB_LIKE = CRFConfig(iterations=10, bilateral_sxy=8.0, bilateral_srgb=5.0, bilateral_compat=4.0)
 
 
 def _noisy_probs(disc: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -59,8 +62,6 @@ def test_scale_outside_zero_to_one_is_refused():
 def test_crf_mask_snaps_blurred_logits_to_the_colour_edge_at_source_size():
     """crf_mask: logits (any size) over chosen label indices -> labels from those indices, at the
     image's size, the object's outline following its colour edge (DeepLab's post-processing)."""
-    from pipeline.refine.crf import crf_mask
-
     image, disc = make_disc_scene()
     image = np.repeat(np.repeat(image, 4, axis=0), 4, axis=1)  # 256 px: the CRF runs at side 64
     big_disc = np.repeat(np.repeat(disc, 4, axis=0), 4, axis=1)
@@ -73,6 +74,3 @@ def test_crf_mask_snaps_blurred_logits_to_the_colour_edge_at_source_size():
     assert set(np.unique(labels)) <= {0, 7}
     plain = np.repeat(np.repeat(blurred, 4, axis=0), 4, axis=1)
     assert iou(labels == 7, big_disc) > iou(plain, big_disc) + 0.05
-
-
-DEEPLAB_LIKE = CRFConfig(iterations=10, bilateral_sxy=8.0, bilateral_srgb=5.0, bilateral_compat=4.0)
