@@ -35,6 +35,7 @@ VARIANTS = {
     "dsrg": {"segmenter": {"seed_growing": "dsrg"}},
     "stc": {"segmenter": {"curriculum": "simple_first"}},
     "la0.5": {"segmenter": {"logit_adjustment": 0.5}},
+    "repeat": {"segmenter": {"class_balance": "repeat"}},
     **{f"finetune={mode}": {"segmenter": {"finetune": mode}} for mode in ("frozen", "partial")},
     **{
         f"head={head}": {"segmenter": {"model": {"head": head}}}

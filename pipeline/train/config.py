@@ -118,6 +118,9 @@ class SegmenterTrainConfig:
     freeze_bn: bool = True  # keep pretrained backbone BatchNorm statistics fixed (small batches)
     finetune: Literal["frozen", "partial", "full"] = "full"  # how much of the backbone trains
     trainable_stages: int = 3  # partial: the backbone's last N stages (backbone.stages()) train
+    class_balance: Literal["none", "repeat"] = "none"  # repeat: LVIS repeat-factor sampling, a
+    # source tagged with a rare class repeats up to sqrt(1 / (tags x its class's share)) times
+    # per epoch (pipeline/train/class_balance.py); none: each source once
     min_confidence: float = 0.0  # train only on labelled rows with manifest confidence >= this
     # (dev, the median 0.986, 4 epochs: image mIoU 27.4 -> 23.1 with predict's shift)
     class_weighting: Literal["median_frequency", "none"] = "none"  # none: plain CE (dev: 10.1
@@ -177,6 +180,8 @@ class SegmenterTrainConfig:
             raise ValueError(f"max_class_weight must be at least 1, not {self.max_class_weight}")
         if self.logit_adjustment < 0:
             raise ValueError(f"logit_adjustment must be >= 0, not {self.logit_adjustment}")
+        if self.class_balance not in ("none", "repeat"):
+            raise ValueError(f"class_balance must be none or repeat, not {self.class_balance!r}")
         if self.cache_decoded not in (True, False, "auto"):
             raise ValueError(
                 f"cache_decoded must be true, false or auto, not {self.cache_decoded!r}"

@@ -37,6 +37,7 @@ from pipeline.output import read_table
 from pipeline.storage import StorageError
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.registry import CANDIDATE, get_or_create_run
+from pipeline.train.class_balance import repeat_factors, repeated
 from pipeline.train.class_weights import (
     class_pixel_counts,
     logit_offset,
@@ -108,6 +109,20 @@ def cached_or_streamed(
              "object store %.0f MB)", time.time() - started, size / 1e6, cfg.cache_decoded,
              resources.get("object_store_memory", 0) / 1e6)  # fmt: skip
     return dataset
+
+
+def balanced_sources(sources: list[dict], cfg: SegmenterTrainConfig) -> list[dict]:
+    """The sources as one epoch lists them: each once, or with class_balance repeat, sources of
+    rare tags repeated (repeat-factor sampling; the label pixel counts then see the repeats too)."""
+    if cfg.class_balance == "none":
+        return sources
+    tags = [json.loads(source["tags"]) for source in sources]
+    factors = repeat_factors(tags, [len(json.loads(s["frames"])) for s in sources])
+    out = repeated(sources, factors)
+    log.info("class_balance repeat: %d sources -> %d per epoch (%d -> %d samples; most repeats %d)",
+             len(sources), len(out), count_samples(sources), count_samples(out),
+             max(factors))  # fmt: skip
+    return out
 
 
 def _mask_regions(labels_uri: str, rows: list[dict]) -> dict[str, int]:
@@ -208,6 +223,7 @@ def build_trainer(labels_uri: str, out_uri: str, cfg: SegmenterTrainConfig, resu
             f"{labels_uri} has no labelled rows to train on"
             + (f" with confidence >= {cfg.min_confidence}" if cfg.min_confidence > 0 else "")
         )
+    sources = balanced_sources(sources, cfg)
     cfg = replace(
         cfg,
         model=replace(cfg.model, num_classes=len(classes)),

@@ -78,8 +78,9 @@ def read_label_set(
     """(sources, label space, collection root) of a pseudo-label set's `labelled` rows (those
     with confidence >= min_confidence, see filter_by_confidence).
 
-    A source is {"uri": resolved media uri, "kind", "frames": JSON list of frame indices (-1 for an
-    image), "masks": JSON list of mask uris}; the collection root comes from LABELS/run.json.
+    A source is {"uri": resolved media uri, "kind", "tags": JSON list of the item's tags, "frames":
+    JSON list of frame indices (-1 for an image), "masks": JSON list of mask uris}; the collection
+    root comes from LABELS/run.json.
     """
     run = json.loads(storage.read_text(storage.join(labels_uri, schema.RUN_NAME)))
     root = run.get("collection")
@@ -94,7 +95,12 @@ def read_label_set(
             continue
         key = (row[schema.ID], row[schema.URI])
         grouped.setdefault(
-            key, {"uri": storage.resolve(root, row[schema.URI]), "kind": row[schema.KIND]}
+            key,
+            {
+                "uri": storage.resolve(root, row[schema.URI]),
+                "kind": row[schema.KIND],
+                "tags": json.dumps(sorted(row.get(schema.TAGS) or [])),
+            },
         )
         frame = row.get(schema.FRAME_INDEX)
         frames[key].append(schema.NO_FRAME if frame is None else int(frame))
