@@ -45,7 +45,8 @@ def test_balanced_sources_follows_the_config(tmp_path):
         {"uri": f"u{i}", "kind": "image", "tags": json.dumps(["dog"]), "frames": "[-1]"}
         for i in range(9)
     ] + [{"uri": "c", "kind": "image", "tags": json.dumps(["cat"]), "frames": "[-1]"}]
-    assert balanced_sources(sources, SegmenterTrainConfig()) == sources
+    assert balanced_sources(sources, SegmenterTrainConfig(class_balance="none")) == sources
+    assert SegmenterTrainConfig().class_balance == "repeat"
     out = balanced_sources(sources, SegmenterTrainConfig(class_balance="repeat"))
     assert len(out) == 11 and [s["uri"] for s in out].count("c") == 2
     with pytest.raises(ValueError, match="class_balance"):
