@@ -21,7 +21,7 @@ from pipeline.labelset import item_manifest_row
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.models.inference import segment, segment_logits
 from pipeline.output import encode_png
-from pipeline.refine.crf import crf_mask
+from pipeline.refine.crf import crf_mask, crf_size
 from pipeline.settings import PredictConfig
 from pipeline.storage import StorageError
 from pipeline.train.class_weights import presence_shift
@@ -69,9 +69,7 @@ def predict_mask(
     with cfg.refine crf its logits (restricted to `allowed`) through the dense CRF."""
     if cfg.refine == "none":
         return segment(model, image, long_side, allowed=allowed, shift=shift)
-    height, width = image.shape[:2]
-    factor = min(1.0, cfg.crf_side / max(height, width))
-    small = (max(1, round(height * factor)), max(1, round(width * factor)))
+    small = crf_size(*image.shape[:2], cfg.crf_side)
     logits = segment_logits(model, image, long_side, out_shape=small, shift=shift)
     classes = np.arange(logits.shape[0]) if allowed is None else np.asarray(allowed)
     picked = logits.index_select(0, torch.as_tensor(classes, device=logits.device))

@@ -65,6 +65,12 @@ def _mean_field(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig, scale: flo
     return q / np.maximum(q.sum(axis=0, keepdims=True), 1e-12)
 
 
+def crf_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """(h, w) an image is brought to for crf_mask: long side `side`, never enlarged."""
+    factor = min(1.0, side / max(height, width))
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
 def crf_mask(
     image: np.ndarray, logits: np.ndarray, classes: np.ndarray, cfg: CRFConfig, side: int
 ) -> np.ndarray:
@@ -76,12 +82,14 @@ def crf_mask(
     bilinearly. Returns HxW uint8 label indices taken from `classes` (never 255).
     """
     height, width = image.shape[:2]
-    factor = min(1.0, side / max(height, width))
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if factor < 1 else image
+    small_h, small_w = crf_size(height, width, side)
+    size = (small_w, small_h)
+    small = (
+        cv2.resize(image, size, interpolation=cv2.INTER_AREA) if size != (width, height) else image
+    )
     scores = np.stack([cv2.resize(c.astype(np.float32), size) for c in logits])
     scores = np.exp(scores - scores.max(axis=0, keepdims=True))
     post = dense_crf(small, scores / scores.sum(axis=0, keepdims=True), cfg)
-    if factor < 1:
+    if size != (width, height):
         post = np.stack([cv2.resize(p, (width, height)) for p in post])
     return np.asarray(classes, np.uint8)[post.argmax(axis=0)]
