@@ -21,7 +21,8 @@ class ModelConfig:
     backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | efficientnet_lite2 | resnet
     depth: int = 18  # resnet only: 18/34 (basic blocks) or 50/101 (bottlenecks)
     width: int = 32  # resnet only: base width; 64 is the standard ResNet, 32 a half-width net
-    output_stride: int = 32  # 32 (EfficientNet's own stride, where its ImageNet head was trained) or 16 (last stage dilated; resnet also 8). Dev, Lite0 head: image mIoU 40.9 at 16 -> 42.4 at 32, video J 59.6 -> 59.8, CAMs 1.7x faster (docs/quality.md)
+    output_stride: int = 32  # 32 (EfficientNet's own stride, its ImageNet head's) or 16 (last stage
+    # dilated; resnet also 8). Dev, Lite0 head: image mIoU 40.9 at 16 -> 42.4 at 32, CAMs 1.7x faster
     num_classes: int = 20  # foreground classes = len(label space) - 1
     pooling: Literal["gap", "lse", "gwrp"] = "gap"  # how CAMs pool into image logits
     lse_r: float = 5.0  # log-sum-exp sharpness: small -> mean, large -> max
