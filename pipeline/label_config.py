@@ -53,8 +53,8 @@ class ResourcesConfig:
     refine: StageResources = field(default_factory=_refine)  # CPU actor pool (CRF, graph cuts)
     write: StageResources = field(default_factory=_write)  # Ray tasks
     cpu_cam_share: float = 0.75  # no GPU, cam.actors auto: CAM's share of the CPUs; rest: refine
-    fuse_cam_refine: bool | str = AUTO  # one actor pool runs CAM then refinement (cam's resources,
-    # a CPU core per actor); auto: on a cluster without GPUs (docs/cluster.md)
+    fuse_cam_refine: bool | str = AUTO  # one actor pool runs decode, CAM, refinement and write
+    # (cam's resources; write.batch_size images per call); auto: on a cluster without GPUs (docs/cluster.md)
 
     def __post_init__(self) -> None:
         if self.fuse_cam_refine != AUTO and not isinstance(self.fuse_cam_refine, bool):

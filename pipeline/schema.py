@@ -37,6 +37,7 @@ MASKS = "masks"  # TxHxW uint8, IGNORE = 255 (filtered frames hold zeros)
 FRAME_STATUS = "frame_status"  # JSON list: status per frame
 FRAME_REASONS = "frame_reasons"  # JSON list: reason per frame (null when labelled)
 NO_FRAME = -1  # FRAME_INDEX of an image inside the pipeline (null in the output manifest)
+ITEMS = "items"  # JSON list of decode input rows: one work unit of the fused actors (a video or a few images)
 TIMING_PREFIX = "seconds_"  # per-row seconds spent in a stage, e.g. seconds_cam
 
 KIND_IMAGE = "image"

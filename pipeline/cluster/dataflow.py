@@ -2,8 +2,10 @@
 
 items -> decode (tasks) -> CAM (actor pool, GPU where the cluster has one)
       -> refine (CPU actor pool: image labeller / video relevance + graph cut)
-         (without GPUs: CAM and refine fused in one CPU actor pool, resources.fuse_cam_refine)
       -> write masks + manifest parts (tasks) -> manifest.parquet + run.json (driver)
+
+Without GPUs (resources.fuse_cam_refine) one CPU actor pool runs all four stages on work units
+(a video, or a few images): items -> decode, CAM, refine, write (actors) -> the driver.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
 from pipeline import schema
 from pipeline.checkpoint import load_payload
-from pipeline.cluster.io_stages import decode_batch, item_row, write_batch
+from pipeline.cluster.io_stages import decode_batch, item_row, work_units, write_batch
 from pipeline.cluster.resources import resolve_pseudo_label_resources
-from pipeline.cluster.stages import CamRefineStage, CamStage, RefineStage
+from pipeline.cluster.stages import CamStage, LabelItemsStage, RefineStage
 from pipeline.collection import Collection
 from pipeline.config import flatten
 from pipeline.label_config import PseudoLabelConfig, ResourcesConfig, StageResources
@@ -37,9 +39,14 @@ from pipeline.output import (
 )
 from pipeline.preflight import check_outcome, check_pseudo_label
 from pipeline.progress import progress_bar
+from pipeline.rows import dumps
 from pipeline.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
+
+MAX_BLOCKS = (
+    10_000  # of the fused input: past it a block holds several units, and one actor takes them all
+)
 
 
 def build_dataset(
@@ -51,6 +58,8 @@ def build_dataset(
     skip_groups: frozenset[str],
 ) -> ray.data.Dataset:
     rows = [item_row(item) for item in collection.items]
+    if res.fuse_cam_refine:
+        return _fused(rows, model_uri, out_uri, cfg, res, skip_groups)
     blocks = max(1, min(len(rows) // max(1, res.decode.batch_size), 1000))
     items = ray.data.from_items(rows, override_num_blocks=blocks)
     decoded = items.map_batches(
@@ -61,26 +70,23 @@ def build_dataset(
         num_cpus=res.decode.num_cpus,
         batch_format="numpy",
     )
-    if res.fuse_cam_refine:
-        refined = decoded.map_batches(
-            CamRefineStage,
-            fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg},
-            **_on_cam_actors(res),
-        )
-    else:
-        with_cams = decoded.map_batches(
-            CamStage,
-            fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
-            **_on_cam_actors(res),
-        )
-        refined = with_cams.map_batches(
-            RefineStage,
-            fn_constructor_kwargs={"cfg": cfg},
-            compute=_pool(res.refine),
-            num_cpus=res.refine.num_cpus,
-            batch_size=res.refine.batch_size,
-            batch_format="numpy",
-        )
+    with_cams = decoded.map_batches(
+        CamStage,
+        fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
+        compute=_pool(res.cam),
+        num_gpus=res.cam.num_gpus,
+        num_cpus=res.cam.num_cpus,
+        batch_size=res.cam.batch_size,
+        batch_format="numpy",
+    )
+    refined = with_cams.map_batches(
+        RefineStage,
+        fn_constructor_kwargs={"cfg": cfg},
+        compute=_pool(res.refine),
+        num_cpus=res.refine.num_cpus,
+        batch_size=res.refine.batch_size,
+        batch_format="numpy",
+    )
     return refined.map_batches(
         write_batch,
         fn_kwargs={"out_uri": out_uri, "save_cams": cfg.output.save_cams},
@@ -91,15 +97,29 @@ def build_dataset(
     )
 
 
-def _on_cam_actors(res: ResourcesConfig) -> dict[str, Any]:
-    """map_batches arguments of the CAM actor pool (alone, or fused with refinement)."""
-    return {
-        "compute": _pool(res.cam),
-        "num_gpus": res.cam.num_gpus,
-        "num_cpus": res.cam.num_cpus,
-        "batch_size": res.cam.batch_size,
-        "batch_format": "numpy",
-    }
+def _fused(rows, model_uri, out_uri, cfg: PseudoLabelConfig, res: ResourcesConfig, skip_groups):
+    """One actor pool labels work units from decode to write (stages.LabelItemsStage): a unit per
+    block and per call, so each free actor takes the next unit, and at most two units wait at an
+    actor (a video queued behind another would leave the rest of the pool idle at the end); no
+    more actors than units (each loads the model)."""
+    units = [{schema.ITEMS: dumps(unit)} for unit in work_units(rows, res.write.batch_size)]
+    dataset = ray.data.from_items(units, override_num_blocks=max(1, min(len(units), MAX_BLOCKS)))
+    return dataset.map_batches(
+        LabelItemsStage,
+        fn_constructor_kwargs={
+            "model_uri": model_uri,
+            "cfg": cfg,
+            "out_uri": out_uri,
+            "skip_groups": skip_groups,
+        },
+        compute=ActorPoolStrategy(
+            size=max(1, min(int(res.cam.actors), len(units))), max_tasks_in_flight_per_actor=2
+        ),
+        num_gpus=res.cam.num_gpus,
+        num_cpus=res.cam.num_cpus,
+        batch_size=1,
+        batch_format="numpy",
+    )
 
 
 def _pool(stage: StageResources) -> ActorPoolStrategy:

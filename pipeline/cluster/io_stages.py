@@ -1,4 +1,5 @@
-"""Ray Data task stages: decode (item rows -> decoded rows) and write (masks and manifest parts).
+"""Ray Data task stages: decode (item rows -> decoded rows) and write (masks and manifest parts),
+and the fused actors' work units (item rows grouped).
 
 Kept apart from the actor stages (stages.py) so that the task workers import neither torch nor the
 refinement cores: each such worker is a fresh process of its own, and the imports were most of
@@ -34,6 +35,16 @@ def item_row(item: Item) -> dict[str, Any]:
         schema.SOURCE_INDEX: item.source_index,
         schema.REASON: item.error or "",
     }
+
+
+def work_units(rows: list[dict], images_per_unit: int) -> list[list[dict]]:
+    """Item rows grouped into the fused actors' work units: each video alone, first (the longest
+    work starts first, so the run does not end on one actor cutting a video while the others
+    idle), then images images_per_unit at a time (each unit is one manifest part)."""
+    videos = [[row] for row in rows if row[schema.KIND] == schema.KIND_VIDEO]
+    images = [row for row in rows if row[schema.KIND] != schema.KIND_VIDEO]
+    size = max(1, images_per_unit)
+    return videos + [images[at : at + size] for at in range(0, len(images), size)]
 
 
 def _decoded(row: dict, window: int, indices: list[int], frames: np.ndarray, failure: str = ""):

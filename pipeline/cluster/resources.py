@@ -53,7 +53,8 @@ def resolve_pseudo_label_resources(
     res: ResourcesConfig, cluster: dict[str, float]
 ) -> ResourcesConfig:
     """webseg pseudo-label's stages: CAM as an accelerated stage. On a CPU-only cluster CAM and
-    refinement run fused by default, one actor per CPU left beside the decode and write tasks;
+    refinement run fused by default (with decode and write inside the same actors), one actor per
+    CPU left after decode's and write's CPUs (kept for the driver and Ray's own processes);
     unfused, CAM gets cpu_cam_share of the CPUs and 'auto' refine actors fill the CPUs left (at
     least two); fuse_cam_refine comes back resolved to true or false. CAM's
     'auto' batch_size: GPU_CAM_ROWS rows with GPUs, one row on CPUs (a CPU runs a batch no faster

@@ -17,7 +17,7 @@ from pipeline import schema
 from pipeline.cam import compute_cams
 from pipeline.cam_config import CamConfig
 from pipeline.checkpoint import load_classifier
-from pipeline.cluster.io_stages import TENSORS
+from pipeline.cluster.io_stages import TENSORS, DecodeStage, WriteStage
 from pipeline.cluster.stage_base import BatchStage, Stage
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.labelling import label_image_item, label_video_window
@@ -137,14 +137,22 @@ class RefineStage(Stage):
         return row
 
 
-class CamRefineStage:
-    """CPU actor: CAM then refinement of each batch in one process, row by row as the research
-    loop runs them, instead of two actor pools that hand every row (frames included) over through
-    the object store and share the cores by time slices (docs/cluster.md: fuse_cam_refine)."""
+class LabelItemsStage:
+    """CPU actor of a cluster without GPUs (resources.fuse_cam_refine): every stage of a work unit
+    (one video, or a few images: dataflow.work_units) in one process, item by item as the research
+    loop runs them: decode, CAM, refinement, then the masks and one manifest part written. Frames
+    and masks never go through the object store, and no decode or write task runs beside the
+    actors (docs/cluster.md). Emits the unit's manifest rows, as the write stage does."""
 
-    def __init__(self, model_uri: str | None, cfg: PseudoLabelConfig):
+    def __init__(self, model_uri: str | None, cfg: PseudoLabelConfig, out_uri: str, skip_groups):
+        self.decode = DecodeStage(cfg.decode, skip_groups)
         self.cam, self.refine = CamStage(model_uri, cfg.cam), RefineStage(cfg)
+        self.write = WriteStage(out_uri, cfg.output.save_cams)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with_cams = self.cam.process([self.cam.prepare(row) for row in iter_rows(batch)])
-        return self.refine.output(self.refine.process(with_cams))
+        refined = []
+        for unit in iter_rows(batch):
+            for item in loads(unit[schema.ITEMS]):
+                for window in self.decode.process([item]):
+                    refined.extend(self.refine.process(self.cam.process([window])))
+        return self.write.output(self.write.process(refined))

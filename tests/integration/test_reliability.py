@@ -255,7 +255,7 @@ def map_worker_pids(stage: str) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "fused, stages", [(True, ["CamRefineStage"]), (False, ["CamStage", "RefineStage"])]
+    "fused, stages", [(True, ["LabelItemsStage"]), (False, ["CamStage", "RefineStage"])]
 )
 def test_cam_and_refine_actors_killed_mid_job_are_restarted_and_nothing_is_lost(
     good, tmp_path, fused, stages

@@ -90,7 +90,7 @@ def test_small_input_notices_of_capped_pools_are_dropped_and_other_warnings_kept
         ray_logging.quiet_ray_before_init()
         for text in (
             "The maximum number of concurrent tasks for 'MapBatches(write_batch)' is set to 3",
-            "The minimum number of concurrent actors for 'MapBatches(CamRefineStage)' is set to 3",
+            "The minimum number of concurrent actors for 'MapBatches(LabelItemsStage)' is set to 3",
             "a real problem",
         ):
             warnings.warn(text, UserWarning, stacklevel=1)

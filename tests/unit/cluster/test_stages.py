@@ -1,46 +1,72 @@
-"""The fused CAM + refine actor (CPU clusters) gives what the two actor stages give one after the
-other, row for row (no Ray: the adapters are plain callables)."""
+"""The fused actor of CPU clusters (decode, CAM, refine and write in one process) gives what the four
+stages give one after the other, row for row and mask for mask; work units (no Ray: the adapters are
+plain callables)."""
 
-import numpy as np
 import pytest
 
 from pipeline import schema
 from pipeline.checkpoint import save_model
-from pipeline.cluster.io_stages import decode_batch, item_row
-from pipeline.cluster.stages import CamRefineStage, CamStage, RefineStage
+from pipeline.cluster.io_stages import decode_batch, item_row, work_units, write_batch
+from pipeline.cluster.stages import CamStage, LabelItemsStage, RefineStage
 from pipeline.collection import read_collection
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.models.classifier import CamClassifier
 from pipeline.models.config import ModelConfig
-from pipeline.rows import iter_rows, to_batch
+from pipeline.rows import dumps, iter_rows, to_batch
 from pipeline.sample_data import generate
 
 
 @pytest.fixture(scope="module")
-def decoded(tmp_path_factory):
+def items(tmp_path_factory):
     root = generate(str(tmp_path_factory.mktemp("coll")), images=3, videos=1)
     collection = read_collection(root)
-    rows = [item_row(item) for item in collection.items]
-    batch = to_batch(rows, ())
-    cfg = PseudoLabelConfig()
-    return decode_batch(batch, cfg.decode), collection.classes, cfg
+    return [item_row(item) for item in collection.items], collection.classes
+
+
+def masks_of(out) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.png"))}
+
+
+def without_timings(batch) -> list[dict]:
+    rows = [
+        {k: v for k, v in r.items() if not k.startswith(schema.TIMING_PREFIX)}
+        for r in iter_rows(batch)
+    ]
+    return sorted(rows, key=lambda r: (r[schema.SOURCE_INDEX], str(r[schema.FRAME_INDEX])))
 
 
 @pytest.mark.parametrize("with_model", [True, False])
-def test_fused_stage_matches_cam_then_refine(decoded, tmp_path, with_model):
-    batch, classes, cfg = decoded
+def test_fused_actor_matches_the_four_stages_one_after_the_other(items, tmp_path, with_model):
+    rows, classes = items
+    cfg = PseudoLabelConfig()
     model_uri = None
     if with_model:
         model_cfg = ModelConfig(backbone="resnet", width=8, num_classes=len(classes) - 1)
         torch_model = CamClassifier(model_cfg)
         model_uri = save_model(torch_model, model_cfg, str(tmp_path / "clf"), list(classes))
-    apart = RefineStage(cfg)(CamStage(model_uri, cfg.cam)(batch))
-    fused = CamRefineStage(model_uri, cfg)(batch)
-    apart_rows, fused_rows = list(iter_rows(apart)), list(iter_rows(fused))
-    assert len(fused_rows) == len(apart_rows) == 4  # 3 images, one window of the video
-    for a, f in zip(apart_rows, fused_rows, strict=True):
-        assert f[schema.GROUP] == a[schema.GROUP] and f[schema.STATUS] == a[schema.STATUS]
-        assert f[schema.FRAME_STATUS] == a[schema.FRAME_STATUS]
-        np.testing.assert_array_equal(f[schema.MASKS], a[schema.MASKS])
-        assert schema.FRAMES not in f
-    assert any((r[schema.MASKS] != 0).any() for r in fused_rows)  # something was labelled
+    apart_out, fused_out = tmp_path / "apart", tmp_path / "fused"
+    decoded = decode_batch(to_batch(rows, ()), cfg.decode)
+    refined = RefineStage(cfg)(CamStage(model_uri, cfg.cam)(decoded))
+    apart = write_batch(refined, str(apart_out), save_cams=True)
+    units = to_batch([{schema.ITEMS: dumps(u)} for u in work_units(rows, 2)], ())
+    fused = LabelItemsStage(model_uri, cfg, str(fused_out), frozenset())(units)
+    assert without_timings(fused) == without_timings(apart)
+    assert len(without_timings(fused)) > 4  # 3 images and the video's frames
+    assert masks_of(fused_out) == masks_of(apart_out) and masks_of(fused_out)
+    for stage in ("decode", "cam", "refine", "write"):
+        assert f"{schema.TIMING_PREFIX}{stage}" in fused
+
+
+def test_work_units_put_each_video_alone_and_first_then_images_a_few_at_a_time():
+    rows = [{schema.ID: f"i{i}", schema.KIND: schema.KIND_IMAGE} for i in range(5)] + [
+        {schema.ID: "v", schema.KIND: schema.KIND_VIDEO},
+        {schema.ID: "bad", schema.KIND: ""},
+    ]
+    units = work_units(rows, 2)
+    assert [[r[schema.ID] for r in u] for u in units] == [
+        ["v"],
+        ["i0", "i1"],
+        ["i2", "i3"],
+        ["i4", "bad"],
+    ]
+    assert work_units([], 8) == []
