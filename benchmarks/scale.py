@@ -8,7 +8,7 @@ absolute uris). In the same run, two ways over it:
 Measured for each: wall seconds, items/s and frames/s (manifest rows), the machine's CPU
 utilisation over the run (/proc/stat) and the run's own (CPU seconds of its process tree over
 wall x cores), peak memory (summed RSS of the process tree: the CLI,
-the Ray processes it started, their workers; sampled every 0.5 s; RSS counts the object store's
+the Ray processes it started, their workers; sampled every SAMPLE_S; RSS counts the object store's
 shared pages once per process that maps them, so the summed PSS, which shares them out, is
 reported beside it), and for webseg the per-stage
 seconds from run.json. Prints a table and writes everything as JSON.
@@ -33,6 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
+# Each sample reads every process's /proc stat and the tree's smaps_rollup: every 0.5 s that took
+# about 12 % of a core (session 17), charged to the run it measures, and more to WebSeg's twenty
+# processes than to the loop's one, which leaves the second core idle anyway.
+SAMPLE_S = 2.0
 
 
 def repeated_collection(source: Path, n: int, root: Path, first: int = 0) -> Path:
@@ -126,7 +130,7 @@ def tree_usage(root_pid: int) -> tuple[int, dict[int, float]]:
 class Sampler:
     """Peak tree RSS and CPU seconds of a pid's process tree, sampled in a thread, and machine CPU
     use between start and stop. The tree's CPU seconds are each process's last sample (a process
-    that lives under 0.5 s may be missed), so they are a lower bound of the run's own CPU use;
+    that lives under SAMPLE_S may be missed), so they are a lower bound of the run's own CPU use;
     the machine's share also counts other work on the machine."""
 
     def __init__(self, pid: int):
@@ -143,7 +147,7 @@ class Sampler:
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(SAMPLE_S):
             rss, cpu = tree_usage(self.pid)
             self.peak = max(self.peak, rss)
             by_role: dict[str, int] = {}
