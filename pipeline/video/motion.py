@@ -25,6 +25,8 @@ class MotionConfig:
     flow_offset_px: float = 1.0  # residual above the frame median where flow motion reads 50 %
     flow_scale_px: float = 0.5  # sigmoid width of the flow cue, pixels
     median_offsets: tuple[int, ...] = (-15, -10, -5, 5, 10, 15)  # frames in the background median
+    extend_at_shot_ends: bool = True  # near a shot's end, an offset past it is taken further on
+    # the other side (+5 -> -20 with the offsets above), so every frame's median has as many frames
     bg_downscale: int = 1  # the background median is computed at 1/this of the working size
     min_median_frames: int = 3  # fewer valid aligned frames than this: no background-median cue
     bg_offset: float = 25.0  # colour distance above the frame median where bgsub reads 50 %
@@ -108,10 +110,25 @@ def median_difference(frames: np.ndarray, maps: np.ndarray, cfg: MotionConfig) -
     small = np.stack([cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in frames])
     out = np.full((n_frames, size[1], size[0]), np.nan, np.float32)
     for t in range(n_frames):
-        sources = [t + o for o in cfg.median_offsets if 0 <= t + o < n_frames]
+        sources = median_sources(t, n_frames, cfg)
         if len(sources) >= cfg.min_median_frames:
             out[t] = _distance_to_median(small, maps, t, sources, cfg)
     return np.stack([cv2.resize(o, (width, height), interpolation=cv2.INTER_LINEAR) for o in out])
+
+
+def median_sources(t: int, n_frames: int, cfg: MotionConfig) -> list[int]:
+    """Frames whose aligned median is frame t's background. With only one side inside the shot,
+    three frames at -5/-10/-15 hold a slow object at 2 of 3 pixels it has just left, and their
+    median lights a ghost behind it; continuing past the far offset (-20/-25/-30) keeps the median
+    over six frames, as in mid-shot, where the object has left most of them."""
+    reach = max((abs(o) for o in cfg.median_offsets), default=0)
+    sources = []
+    for o in cfg.median_offsets:
+        if not 0 <= t + o < n_frames and cfg.extend_at_shot_ends and o != 0:
+            o = -int(np.sign(o)) * (reach + abs(o))
+        if 0 <= t + o < n_frames:
+            sources.append(t + o)
+    return sorted(set(sources))
 
 
 def _distance_to_median(frames, maps, t: int, sources: list[int], cfg: MotionConfig) -> np.ndarray:
