@@ -25,7 +25,8 @@ class Stage:
 
     A row for which `passes(row)` holds (default: status failed) becomes `pass_through(row)` (default:
     the row as it is); an exception of a type in `errors` raised by `compute` becomes
-    `failed(row, reason(error))`. Every output row of an input row gets that row's seconds."""
+    `failed(row, reason(error))`. An input row's seconds are shared equally among its output rows
+    (a video decoded into windows is timed once, not once per window)."""
 
     timing: str | None = None  # the stage's name in its timing column; None: no timing column
     tensors: tuple[str, ...] = ()  # columns holding ndarrays (see rows.to_batch)
@@ -39,7 +40,7 @@ class Stage:
         for row in rows:
             started = time.perf_counter()
             produced = self._one(row)
-            seconds = time.perf_counter() - started
+            seconds = (time.perf_counter() - started) / max(1, len(produced))
             out.extend(self.timed(r, seconds) for r in produced)
         return out
 

@@ -37,7 +37,18 @@ def test_declared_error_becomes_a_failed_row_with_its_reason_in_order():
     assert out[schema.STATUS].tolist() == ["", schema.FAILED, "", "", ""]
     assert out[schema.REASON].tolist() == ["", "cannot double bad", "", "", ""]
     assert out["x"].tolist() == [2, 1, 2, 2, 2]
-    assert out[SECONDS][2] == out[SECONDS][3]  # both rows of one input row get its seconds
+    assert out[SECONDS][2] == out[SECONDS][3]  # both rows of one input row share its seconds
+
+
+def test_an_input_rows_seconds_are_shared_among_its_output_rows(monkeypatch):
+    import itertools
+
+    from pipeline.cluster import stage_base
+
+    ticks = itertools.count()
+    monkeypatch.setattr(stage_base.time, "perf_counter", lambda: float(next(ticks)))
+    out = Double()(_batch(("a", ""), ("two", "")))
+    assert out[SECONDS].tolist() == [1.0, 0.5, 0.5]  # one second per input row, once in total
 
 
 def test_undeclared_error_propagates():
