@@ -44,9 +44,8 @@ from pipeline.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 
-MAX_BLOCKS = (
-    10_000  # of the fused input: past it a block holds several units, and one actor takes them all
-)
+# Blocks of the fused input: past it a block holds several units, and one actor takes them all.
+MAX_BLOCKS = 10_000
 
 
 def build_dataset(

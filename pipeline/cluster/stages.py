@@ -139,7 +139,7 @@ class RefineStage(Stage):
 
 class LabelItemsStage:
     """CPU actor of a cluster without GPUs (resources.fuse_cam_refine): every stage of a work unit
-    (one video, or a few images: dataflow.work_units) in one process, item by item as the research
+    (one video, or a few images: io_stages.work_units) in one process, item by item as the research
     loop runs them: decode, CAM, refinement, then the masks and one manifest part written. Frames
     and masks never go through the object store, and no decode or write task runs beside the
     actors (docs/cluster.md). Emits the unit's manifest rows, as the write stage does."""
