@@ -164,8 +164,8 @@ class SegmenterTrainConfig:
         None  # classifier checkpoint or backbone state dict; overrides pretrained
     )
     eval_long_side: int = 512  # validation and predict working resolution (long side, px);
-    # DeepLab tests at 513. Dev, one 24-epoch model: 320 / 448 / 512 / 640 image mIoU 41.4 / 42.3
-    # / 42.3 / 40.3, video J 55.4 / 58.5 / 60.3 / 60.5 (docs/quality.md)
+    # DeepLab tests at 513. Dev, two 24-epoch models, 320 -> 512: image mIoU 41.4 -> 42.3 and
+    # 41.0 -> 40.2, video J 55.4 -> 60.3 and 54.8 -> 59.3 (docs/quality.md)
     val_collection: str | None = None  # a collection with gt/ scored every epoch (val_miou)
     val_max_items: int = 0  # cap on validation images/frames (0 = all)
     preview_items: int = 4  # training items in the image | pseudo-label | prediction grid
