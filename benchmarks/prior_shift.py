@@ -30,6 +30,7 @@ from pipeline.evaluate.metrics import ConfusionMatrix
 from pipeline.models.classifier import input_stats, normalize
 from pipeline.tracking.registry import load_segmenter_file
 from pipeline.train.class_weights import class_pixel_counts, presence_shift
+from pipeline.train.config import checkpoint_eval_side
 from pipeline.train.segmenter_data import read_label_set, training_masks
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, info = load_segmenter_file(args.model)
-    long_side = args.long_side or int(info.get("eval_long_side") or 320)
+    long_side = args.long_side or checkpoint_eval_side(info)
     classes = load_label_space(args.collection)
     n = len(classes)
     sources, _, _ = read_label_set(args.labels, 0.0)

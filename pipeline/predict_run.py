@@ -25,6 +25,7 @@ from pipeline.preflight import check_outcome, check_predict
 from pipeline.progress import progress_bar
 from pipeline.settings import PredictConfig
 from pipeline.tracking.runs import tracking_uri_for
+from pipeline.train.config import checkpoint_eval_side
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def run_predict(
     started = time.time()
     collection, model, info, record = check_predict(collection_uri, model_uri, out_uri, cfg)
     cfg = resolve_restriction(cfg, collection.items)
-    long_side = cfg.long_side or int(info.get("eval_long_side") or 512)
+    long_side = cfg.long_side or checkpoint_eval_side(info)
     shift = tag_prior_shift(info, cfg)
     with claim(out_uri, record, overwrite):
         rows = _predict_rows(model, collection.items, out_uri, long_side, cfg, shift)

@@ -32,6 +32,7 @@ from pipeline.models.config import DeepLabConfig
 from pipeline.models.deeplab import DeepLabV3
 from pipeline.models.inference import segment
 from pipeline.tracking import runs as tracking
+from pipeline.train.config import checkpoint_eval_side
 
 log = logging.getLogger(__name__)
 CANDIDATE = "candidate"
@@ -90,7 +91,7 @@ class SegmenterPyfunc(mlflow.pyfunc.PythonModel):
         self.model, self.info = load_segmenter_file(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input, params=None):  # untyped: MLflow validates typed inputs
-        side = int(self.info.get("eval_long_side") or 512)
+        side = checkpoint_eval_side(self.info)
         return [segment(self.model, np.asarray(image, np.uint8), side) for image in model_input]
 
 

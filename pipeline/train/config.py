@@ -225,3 +225,9 @@ def backbone_lr_mult(cfg: SegmenterTrainConfig) -> float:
     if cfg.backbone_lr_mult is not None:
         return cfg.backbone_lr_mult
     return 0.1 if starts_pretrained(cfg) else 1.0
+
+
+def checkpoint_eval_side(info: dict) -> int:
+    """A segmenter checkpoint's working resolution (long side, px): the eval_long_side it was
+    trained with, or today's default for checkpoints that predate the key."""
+    return int(info.get("eval_long_side") or SegmenterTrainConfig.eval_long_side)
