@@ -58,6 +58,8 @@ class CamCRFConfig:
     # colour-alike pixels a CAM leaves out (legs, heads); 0 = off
     grabcut_sure_fg: float = 0.8  # CAM at or above this, inside the CRF's foreground: sure fg
     grabcut_sure_bg: float = 0.05  # CAM at or below this: sure background (IRN's conf_bg_thres)
+    grabcut_band: float = 0.15  # GrabCut grows the CRF's foreground at most this far (share of
+    # the image diagonal): pixels farther away are sure background; 0 = no limit
 
     def __post_init__(self) -> None:
         if self.grabcut_rounds < 0:
@@ -67,6 +69,8 @@ class CamCRFConfig:
                 "cam_crf needs 0 <= grabcut_sure_bg < grabcut_sure_fg <= 1, not "
                 f"{self.grabcut_sure_bg} and {self.grabcut_sure_fg}"
             )
+        if not 0 <= self.grabcut_band <= 1:
+            raise ValueError(f"cam_crf.grabcut_band must be in [0, 1], not {self.grabcut_band}")
         if isinstance(self.bg_power, str) and self.bg_power != OTSU:
             raise ValueError(
                 f"cam_crf.bg_power must be a number >= 0 or {OTSU!r}, not {self.bg_power!r}"
@@ -159,18 +163,28 @@ def grabcut_grow(
     """image HxWx3 uint8 RGB, cams KxHxW float32 in [0, 1], labels HxW uint8 from the CRF (0,
     tag ids, 255 = ignore) -> HxW uint8 labels after GrabCut (Rother et al. 2004). The CRF's
     foreground and background seed the colour models as probable, its foreground's CAM peaks
-    (>= grabcut_sure_fg) as sure foreground, CAM <= grabcut_sure_bg as sure background. Pixels the
-    cut adds take the tag of their strongest CAM; pixels it drops become background; ignore stays.
-    Deterministic: OpenCV's RNG is seeded per call."""
+    (>= grabcut_sure_fg) as sure foreground, CAM <= grabcut_sure_bg as sure background, and so are
+    pixels farther than grabcut_band (share of the diagonal) from the CRF's foreground: a small
+    object's diffuse CAM leaves almost no pixel under grabcut_sure_bg, and without the band the cut
+    floods a uniform scene around it. Pixels the cut adds take the tag of their strongest CAM;
+    pixels it drops become background; ignore stays. Deterministic: OpenCV's RNG is seeded per call."""
     foreground = (labels != BACKGROUND) & (labels != IGNORE)
     peak = cams.max(axis=0)
     prob = np.where(foreground, 0.75, 0.25).astype(np.float32)
     prob[foreground & (peak >= cfg.grabcut_sure_fg)] = 1.0
     prob[peak <= cfg.grabcut_sure_bg] = 0.0
+    if cfg.grabcut_band > 0 and foreground.any():
+        prob[_distance_from(foreground) > cfg.grabcut_band * float(np.hypot(*labels.shape))] = 0.0
     cut = grabcut_prob(image, prob, cfg.grabcut_rounds, side=max(image.shape[:2])) > 0.5
     grown = np.where(cut & foreground, labels, assign_tags(cut, cams, tag_ids))
     grown[labels == IGNORE] = IGNORE
     return grown
+
+
+def _distance_from(region: np.ndarray) -> np.ndarray:
+    """HxW bool -> HxW float32 distance in pixels to the nearest True pixel (OpenCV's 3x3-mask
+    estimate of the Euclidean distance: close, and what the band was measured with)."""
+    return cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, 3)
 
 
 def _work_inputs(image: np.ndarray, cam: np.ndarray | None, n_tags: int, side: int):

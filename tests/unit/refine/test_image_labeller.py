@@ -176,15 +176,49 @@ def test_cam_crf_runs_grabcut_on_the_crf_labels_unless_off():
     from pipeline.refine.image_labeller import grabcut_grow
 
     image, box, cam = _red_box_on_texture(sigma=9.0)  # a tighter map: the CRF keeps a sliver
-    on = ImageLabelConfig().cam_crf
+    # which grows over the whole box only without the band (the box's far side lies beyond it)
+    on = dataclasses.replace(ImageLabelConfig().cam_crf, grabcut_band=0)
     crf_only = cam_crf_labels(image, cam, [13], dataclasses.replace(on, grabcut_rounds=0))
     with_grabcut = cam_crf_labels(image, cam, [13], on)
     assert np.array_equal(with_grabcut, grabcut_grow(image, cam, crf_only, [13], on))
     assert iou(crf_only == 13, box) < 0.2 and iou(with_grabcut == 13, box) > 0.9
 
 
+def test_grabcut_band_stops_a_small_object_flooding_a_scene_of_its_colour():
+    """A small object on a wide floor of its colour, under a diffuse CAM (no pixel low enough to
+    be sure background): unbounded, GrabCut takes the floor; with the band it stays near (the
+    floor beyond the band is sure background, so the cut no longer takes the floor's colour)."""
+    from pipeline.refine.image_labeller import CamCRFConfig, _distance_from, grabcut_grow
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((96, 96, 3), np.uint8)
+    image[..., 1] = rng.integers(90, 200, (96, 96))
+    image[..., 2] = rng.integers(60, 200, (96, 96))
+    image[40:] = (200, 30, 30) + rng.integers(-10, 10, (56, 96, 3))
+    seed = np.zeros((96, 96), bool)
+    seed[60:68, 44:52] = True
+    cam = np.where(seed, 1.0, 0.3)[None].astype(np.float32)
+    crf = np.where(seed, 13, 0).astype(np.uint8)
+    reach = 0.15 * np.hypot(96, 96)
+    unbounded = grabcut_grow(image, cam, crf, [13], CamCRFConfig(grabcut_band=0))
+    banded = grabcut_grow(image, cam, crf, [13], CamCRFConfig(grabcut_band=0.15))
+    far = _distance_from(seed) > reach
+    floor = np.zeros((96, 96), bool)
+    floor[40:] = True
+    assert (unbounded == 13)[far & floor].mean() > 0.5  # the floor is flooded
+    assert not (banded == 13)[far].any()
+    assert (banded == 13)[seed].all()
+
+
 @pytest.mark.parametrize(
-    "bad", [{"grabcut_rounds": -1}, {"grabcut_sure_bg": 0.9}, {"grabcut_sure_fg": 1.5}]
+    "bad",
+    [
+        {"grabcut_rounds": -1},
+        {"grabcut_sure_bg": 0.9},
+        {"grabcut_sure_fg": 1.5},
+        {"grabcut_band": -0.1},
+        {"grabcut_band": 1.5},
+    ],
 )
 def test_bad_grabcut_settings_are_rejected(bad):
     from pipeline.refine.image_labeller import CamCRFConfig
