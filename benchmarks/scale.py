@@ -114,7 +114,9 @@ def tree_usage(root_pid: int) -> tuple[int, dict[int, float]]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             pid = int(entry.name)
             rss[pid] = int((entry / "statm").read_text().split()[1]) * PAGE
-            cpu[pid] = sum(int(v) for v in fields[11:15]) / TICKS  # utime stime cutime cstime
+            # utime + stime only: a child's time also moves into its parent's cutime when it is
+            # reaped (the driver reaps Ray's processes at shutdown), which would count it twice
+            cpu[pid] = sum(int(v) for v in fields[11:13]) / TICKS
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(int(fields[1]), []).append(pid)
