@@ -176,9 +176,10 @@ def evaluate(
     }
 
 
-def parse_overrides(pairs: list[str]) -> ImageLabelConfig:
-    """``section.field=value`` pairs (e.g. ``objectness.cam_weight=0.5``) -> ImageLabelConfig."""
-    cfg = ImageLabelConfig()
+def parse_overrides(pairs: list[str], cfg=None):
+    """``section.field=value`` pairs (e.g. ``objectness.cam_weight=0.5``) applied to cfg (a frozen
+    dataclass; default ImageLabelConfig()) -> the changed copy."""
+    cfg = ImageLabelConfig() if cfg is None else cfg
     for pair in pairs:
         key, value = pair.split("=", 1)
         *path, name = key.split(".")

@@ -13,6 +13,11 @@ shared pages once per process that maps them, so the summed PSS, which shares th
 reported beside it), and for webseg the per-stage
 seconds from run.json. Prints a table and writes everything as JSON.
 
+A 2-core machine's speed drifts by up to ~12 % over a 40-minute run (other tenants, thermal), so
+by default (`--order split`) the loop runs over the first half of the items before webseg and over
+the second half after it, and its figures are the two halves summed: a linear drift then weighs
+on both ways alike. `--order webseg-first` runs the whole loop after webseg (sessions up to 19).
+
     .venv/bin/python benchmarks/scale.py --model model/classifier.pt --n 1 4 10 \
         [--collection ../shared/data/dev] [--json-out scale.json] [--no-baseline]
 """
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,9 +208,12 @@ def run_webseg(collection: Path, model: str, out: Path, config: str | None) -> d
     return _figures(wall, info["items"], rows, sampler) | {"stage_seconds": info["stage_seconds"]}
 
 
-def run_baseline(collection: Path, model: str, out: Path, config: str | None, threads: int) -> dict:
+def run_baseline(
+    collection: Path, model: str, out: Path, config: str | None, threads: int, part: str = "all"
+) -> dict:
+    """The loop over the collection's items, or over one half of them (part "first"/"second")."""
     command = [sys.executable, __file__, "--baseline-worker", str(collection), model, str(out),
-               config or "", str(threads)]  # fmt: skip
+               config or "", str(threads), part]  # fmt: skip
     # the malloc settings webseg gives its Ray workers, so that both ways allocate alike; imported
     # here, in the parent: the loop's process runs this file and must not pay for loading Ray
     sys.path.insert(0, str(REPO))
@@ -242,9 +251,42 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
     }
 
 
-def baseline_worker(collection: str, model: str, out: str, config: str, threads: str) -> None:
+def merged(first: dict, second: dict) -> dict:
+    """Figures of two runs of the loop over the two halves of the items -> figures of the whole:
+    times, items and CPU seconds summed, busy shares weighted by wall, peaks the larger."""
+    wall = first["wall_s"] + second["wall_s"]
+    out = {
+        "wall_s": round(wall, 1),
+        "items": first["items"] + second["items"],
+        "rows": first["rows"] + second["rows"],
+        "own_cpu_s": round(first["own_cpu_s"] + second["own_cpu_s"], 1),
+        "peak_rss_mib": max(first["peak_rss_mib"], second["peak_rss_mib"]),
+        "peak_pss_mib": max(first["peak_pss_mib"], second["peak_pss_mib"]),
+        "halves_wall_s": [first["wall_s"], second["wall_s"]],
+    }
+    out["items_per_s"] = round(out["items"] / wall, 3)
+    out["frames_per_s"] = round(out["rows"] / wall, 3)
+    for key in ("cpu_busy_pct", "own_cpu_busy_pct"):
+        out[key] = round((first[key] * first["wall_s"] + second[key] * second["wall_s"]) / wall, 1)
+    for key in ("cpu_s_by_process", "stage_seconds", "peak_pss_mib_by_process"):
+        names = {*first[key], *second[key]}
+        pick = max if key.startswith("peak") else lambda a, b: round(a + b, 2)
+        out[key] = {n: pick(first[key].get(n, 0), second[key].get(n, 0)) for n in names}
+    return out
+
+
+def half(items: list, part: str) -> list:
+    """All items, or the first / second half of them (the loop's two runs around webseg)."""
+    middle = len(items) // 2
+    return {"all": items, "first": items[:middle], "second": items[middle:]}[part]
+
+
+def baseline_worker(
+    collection: str, model: str, out: str, config: str, threads: str, part: str = "all"
+) -> None:
     """The research-code loop: every item through decode -> CAM -> refine -> write, one by one,
-    on `threads` torch / OpenCV threads (0 = their defaults: every core for torch's convolutions)."""
+    on `threads` torch / OpenCV threads (0 = their defaults: every core for torch's convolutions);
+    part: all items, or the "first" / "second" half of them."""
     sys.path.insert(0, str(REPO))
     if int(threads):
         import cv2
@@ -261,7 +303,7 @@ def baseline_worker(collection: str, model: str, out: str, config: str, threads:
     cfg = load_settings(config or None).pseudo_label
     cam_stage = CamStage(None if model == "none" else model, cfg.cam)
     refine_stage = RefineStage(cfg)
-    items, rows = read_collection(collection, cfg.collection).items, 0
+    items, rows = half(read_collection(collection, cfg.collection).items, part), 0
     seconds = dict.fromkeys(("decode", "cam", "refine", "write"), 0.0)
     for item in items:
         started = time.perf_counter()
@@ -277,7 +319,7 @@ def baseline_worker(collection: str, model: str, out: str, config: str, threads:
         rows += len(write_batch(batch, out, cfg.output.save_cams)["id"])
         seconds["write"] += time.perf_counter() - started
     stage_seconds = {k: round(v, 2) for k, v in seconds.items()}
-    Path(out, "baseline_stage_seconds.json").write_text(json.dumps(stage_seconds))
+    Path(out, f"baseline_stage_seconds_{part}.json").write_text(json.dumps(stage_seconds))
     print(json.dumps({"items": len(items), "rows": rows, "stage_seconds": stage_seconds}))
 
 
@@ -297,6 +339,11 @@ def main(argv: list[str] | None = None) -> None:
         help="torch/OpenCV threads of the loop: 1 = one core, the plain loop (default); "
         "0 = torch's default (its convolutions on every core)",
     )  # fmt: skip
+    ap.add_argument(
+        "--order", choices=("split", "webseg-first"), default="split",
+        help="split: the loop's first half of the items before webseg, its second half after "
+        "(a drifting machine weighs on both ways alike); webseg-first: the whole loop after",
+    )  # fmt: skip
     ap.add_argument("--json-out", default="scale.json")
     ap.add_argument("--work-dir", help="keep collections and label sets here (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -307,15 +354,18 @@ def main(argv: list[str] | None = None) -> None:
             collection = repeated_collection(
                 Path(args.collection), n, Path(tmp, f"n{n}"), args.items
             )
+            loop = partial(run_baseline, collection, args.model, Path(tmp, f"b{n}"), args.config,
+                           args.baseline_threads)  # fmt: skip
+            split = not args.no_baseline and args.order == "split"
+            before = loop("first") if split else None
             row = {"n": n, "webseg": run_webseg(collection, args.model, Path(tmp, f"w{n}"),
                                                 args.config)}  # fmt: skip
             if not args.no_baseline:
-                row["baseline"] = run_baseline(collection, args.model, Path(tmp, f"b{n}"),
-                                               args.config, args.baseline_threads)  # fmt: skip
+                row["baseline"] = merged(before, loop("second")) if split else loop("all")
                 row["ratio"] = round(row["baseline"]["wall_s"] / row["webseg"]["wall_s"], 2)
             results.append(row)
             print(json.dumps(row), flush=True)
-    summary = {"cpus": os.cpu_count(), "model": args.model,
+    summary = {"cpus": os.cpu_count(), "model": args.model, "order": args.order,
                "baseline_threads": args.baseline_threads, "runs": results}  # fmt: skip
     Path(args.json_out).write_text(json.dumps(summary, indent=2))
     print("| N | items | webseg items/s | baseline items/s | ratio | CPU busy % (machine / "
@@ -329,6 +379,6 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--baseline-worker":
-        baseline_worker(*sys.argv[2:7])
+        baseline_worker(*sys.argv[2:8])
     else:
         main()

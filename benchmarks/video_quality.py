@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from image_quality import parse_overrides
 
 from pipeline.collection import load_label_space
 from pipeline.video.relevance import RelevanceConfig, relevant_frames
@@ -87,7 +88,7 @@ def measure(root: Path, item: dict, classes: list[str], intro: int, args) -> dic
         start = time.perf_counter()  # CAM time is the classifier's, not the graph path's
         keep, _ = relevant_frames(scores.max(axis=1), shots, RelevanceConfig())
         cams = cams if not args.no_cam_unary else None
-    masks = segment_video(frames, cams, tag_ids, keep, shots, VideoSegConfig())
+    masks = segment_video(frames, cams, tag_ids, keep, shots, args.video_cfg)
     seconds = time.perf_counter() - start
     gts = [
         cv2.imread(str(root / "gt" / item["id"] / f"{t:06d}.png"), 0) for t in range(len(frames))
@@ -112,7 +113,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--no-cam-unary", action="store_true", help="CAMs for relevance only")
     parser.add_argument("--no-prior", action="store_true", help="CAMs without the ImageNet prior")
     parser.add_argument("--only", default=None, help="comma-separated item ids")
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="VideoSegConfig overrides: motion.flow_weight=0.5"
+    )
     args = parser.parse_args(argv)
+    args.video_cfg = parse_overrides(args.set, VideoSegConfig())
     root = Path(args.collection)
     classes = list(load_label_space(str(root)))
     meta = json.loads((root / "gt_meta.json").read_text())
