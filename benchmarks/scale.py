@@ -17,6 +17,9 @@ A 2-core machine's speed drifts by up to ~12 % over a 40-minute run (other tenan
 by default (`--order split`) the loop runs over the first half of the items before webseg and over
 the second half after it, and its figures are the two halves summed: a linear drift then weighs
 on both ways alike. `--order webseg-first` runs the whole loop after webseg (sessions up to 19).
+`--two-loops` also runs two loops at once, one per half of the items and no Ray: what this machine
+gives two plain processes (they share caches and memory bandwidth, and the CPU may clock lower
+with both cores busy), the ceiling any parallel runner here can reach.
 
     .venv/bin/python benchmarks/scale.py --model model/classifier.pt --n 1 4 10 \
         [--collection ../shared/data/dev] [--json-out scale.json] [--no-baseline]
@@ -230,6 +233,37 @@ def run_baseline(
     return figures | {"stage_seconds": counts["stage_seconds"]}
 
 
+def run_two_loops(collection: Path, model: str, out: Path, config: str | None) -> dict:
+    """Two one-core loops at once, one per half of the items, no Ray: what the machine gives two
+    plain processes, the ceiling of any parallel runner here (shared caches and memory bandwidth,
+    and a CPU that may clock lower with both cores busy). Wall is until both have finished."""
+    results: dict[str, dict] = {}
+
+    def one(part: str) -> None:
+        results[part] = run_baseline(collection, model, out, config, 1, part)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(part,)) for part in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    if len(results) != 2:
+        raise SystemExit("one of the two loops failed")
+    first, second = results["first"], results["second"]
+    items, rows = first["items"] + second["items"], first["rows"] + second["rows"]
+    return {
+        "wall_s": round(wall, 1),
+        "items": items,
+        "rows": rows,
+        "items_per_s": round(items / wall, 3),
+        "own_cpu_s": round(first["own_cpu_s"] + second["own_cpu_s"], 1),
+        "halves_wall_s": [first["wall_s"], second["wall_s"]],
+        "cpu_busy_pct": round(max(first["cpu_busy_pct"], second["cpu_busy_pct"]), 1),
+    }
+
+
 def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
     return {
         "wall_s": round(wall, 1),
@@ -344,6 +378,11 @@ def main(argv: list[str] | None = None) -> None:
         help="split: the loop's first half of the items before webseg, its second half after "
         "(a drifting machine weighs on both ways alike); webseg-first: the whole loop after",
     )  # fmt: skip
+    ap.add_argument(
+        "--two-loops", action="store_true",
+        help="also run two one-core loops at once, one per half of the items (no Ray): the "
+        "machine's own ceiling for two processes, against which webseg's ratio is read",
+    )  # fmt: skip
     ap.add_argument("--json-out", default="scale.json")
     ap.add_argument("--work-dir", help="keep collections and label sets here (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -363,6 +402,11 @@ def main(argv: list[str] | None = None) -> None:
             if not args.no_baseline:
                 row["baseline"] = merged(before, loop("second")) if split else loop("all")
                 row["ratio"] = round(row["baseline"]["wall_s"] / row["webseg"]["wall_s"], 2)
+            if args.two_loops:
+                pair = run_two_loops(collection, args.model, Path(tmp, f"p{n}"), args.config)
+                row["two_loops"] = pair
+                if "baseline" in row:
+                    row["two_loops_ratio"] = round(row["baseline"]["wall_s"] / pair["wall_s"], 2)
             results.append(row)
             print(json.dumps(row), flush=True)
     summary = {"cpus": os.cpu_count(), "model": args.model, "order": args.order,
