@@ -251,17 +251,7 @@ def run_two_loops(collection: Path, model: str, out: Path, config: str | None) -
     wall = time.perf_counter() - started
     if len(results) != 2:
         raise SystemExit("one of the two loops failed")
-    first, second = results["first"], results["second"]
-    items, rows = first["items"] + second["items"], first["rows"] + second["rows"]
-    return {
-        "wall_s": round(wall, 1),
-        "items": items,
-        "rows": rows,
-        "items_per_s": round(items / wall, 3),
-        "own_cpu_s": round(first["own_cpu_s"] + second["own_cpu_s"], 1),
-        "halves_wall_s": [first["wall_s"], second["wall_s"]],
-        "cpu_busy_pct": round(max(first["cpu_busy_pct"], second["cpu_busy_pct"]), 1),
-    }
+    return merged(results["first"], results["second"], wall)
 
 
 def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
@@ -285,10 +275,11 @@ def _figures(wall: float, items: int, rows: int, sampler: Sampler) -> dict:
     }
 
 
-def merged(first: dict, second: dict) -> dict:
+def merged(first: dict, second: dict, wall: float | None = None) -> dict:
     """Figures of two runs of the loop over the two halves of the items -> figures of the whole:
-    times, items and CPU seconds summed, busy shares weighted by wall, peaks the larger."""
-    wall = first["wall_s"] + second["wall_s"]
+    items, CPU seconds and stage times summed, busy shares weighted by each run's wall, peaks the
+    larger. wall: the whole's wall seconds, the two walls summed unless given (runs at once)."""
+    wall = first["wall_s"] + second["wall_s"] if wall is None else wall
     out = {
         "wall_s": round(wall, 1),
         "items": first["items"] + second["items"],
@@ -300,8 +291,10 @@ def merged(first: dict, second: dict) -> dict:
     }
     out["items_per_s"] = round(out["items"] / wall, 3)
     out["frames_per_s"] = round(out["rows"] / wall, 3)
+    runs_wall = first["wall_s"] + second["wall_s"]
     for key in ("cpu_busy_pct", "own_cpu_busy_pct"):
-        out[key] = round((first[key] * first["wall_s"] + second[key] * second["wall_s"]) / wall, 1)
+        share = first[key] * first["wall_s"] + second[key] * second["wall_s"]
+        out[key] = round(share / runs_wall, 1)
     for key in ("cpu_s_by_process", "stage_seconds", "peak_pss_mib_by_process"):
         names = {*first[key], *second[key]}
         pick = max if key.startswith("peak") else lambda a, b: round(a + b, 2)
