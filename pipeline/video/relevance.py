@@ -1,11 +1,12 @@
 """Which frames of a video are relevant to its tags, from per-frame classifier scores.
 
 A shot is judged as a whole (its frames share the shot's mean score): kept when its mean passes
-an absolute threshold OR a fraction of the best shot's mean, and the floor. The best shot is kept
-even under the floor (``keep_best_shot``): a web video was found under its tag, so a weak score
-says more about the classifier than about the video. Mean-pooled scores of objects covering a few
-percent of the frame sit far below those of large ones (dev segtrack_bmx: "bicycle" <= 0.0003 on
-every frame), and dropping the whole video there loses every frame of it.
+an absolute threshold OR a fraction of the best shot's mean, and the floor. When even the best
+shot is under the floor, only the fraction of the best shot's mean decides (``keep_best_shot``):
+a web video was found under its tag, so a weak score says more about the classifier than about
+the video. Mean-pooled scores of objects covering a few percent of the frame sit far below those
+of large ones (dev segtrack_bmx: "bicycle" <= 0.0003 on every frame), and dropping the whole
+video there loses every frame of it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class RelevanceConfig:
     abs_threshold: float = 0.5  # shot mean score at which a shot is kept whatever the others score
     rel_fraction: float = 0.5  # otherwise kept at this fraction of the best shot's mean score
     floor: float = 0.05  # shot mean score below which a shot is dropped (but see keep_best_shot)
-    keep_best_shot: bool = True  # the best shot is kept even under the floor: never drop every frame
+    keep_best_shot: bool = True  # best shot under the floor: no floor, shots near the best kept
     frame_window: int = 0  # 0: score = whole-shot mean; n > 0: moving mean over n frames in-shot
 
 
@@ -54,16 +55,20 @@ def relevant_frames(
     best = float(smooth.max())
     best_shot = int(shot_ids[int(smooth.argmax())])
     relative = cfg.rel_fraction * best
-    keep = (smooth >= cfg.floor) & ((smooth >= cfg.abs_threshold) | (smooth >= relative))
-    if cfg.keep_best_shot:
-        keep |= (shot_ids == best_shot) & (smooth >= relative)
+    floored = not (cfg.keep_best_shot and best < cfg.floor)
+    if not floored:
+        # the classifier's absolute scale says nothing about this video (small objects), so the
+        # shots are judged against the best one alone: a shot scoring like it is kept like it
+        keep = smooth >= relative
+    else:
+        keep = (smooth >= cfg.floor) & ((smooth >= cfg.abs_threshold) | (smooth >= relative))
     what = "mean score" if cfg.frame_window <= 0 else f"{cfg.frame_window}-frame mean score"
     reasons: list[str | None] = []
     for t in range(len(scores)):
         head = f"shot {int(shot_ids[t])} {what} {smooth[t]:.2f}"
         if keep[t]:
             reasons.append(None)
-        elif smooth[t] < cfg.floor:
+        elif floored and smooth[t] < cfg.floor:
             reasons.append(f"{head} < floor {cfg.floor:.2f}")
         else:
             reasons.append(

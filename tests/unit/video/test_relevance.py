@@ -27,11 +27,24 @@ def test_dull_video_keeps_its_best_shot():
     assert not keep[4:].any() and "floor" in reasons[4]
 
 
-def test_video_below_floor_keeps_only_its_best_shot():
+def test_video_below_floor_judges_its_shots_against_the_best_alone():
     scores = np.array([0.001, 0.002, 0.004, 0.003, 0.0, 0.0], np.float32)
     keep, reasons = relevant_frames(scores, np.array([0, 0, 1, 1, 2, 2]), CFG)
     assert keep.tolist() == [False, False, True, True, False, False]
-    assert "floor" in reasons[0] and "floor" in reasons[4]
+    assert "best shot" in reasons[0] and "floor" not in reasons[4]
+
+
+def test_video_below_floor_keeps_every_shot_that_scores_like_its_best():
+    # a small object in several shots: each shot's mean is far under the floor, and alike
+    scores = np.array([0.010, 0.012, 0.011, 0.013, 0.002, 0.001], np.float32)
+    keep, _ = relevant_frames(scores, np.array([0, 0, 1, 1, 2, 2]), CFG)
+    assert keep.tolist() == [True, True, True, True, False, False]
+
+
+def test_floor_still_drops_weak_shots_when_the_best_passes_it():
+    scores = np.array([0.04, 0.04, 0.07, 0.07], np.float32)
+    keep, reasons = relevant_frames(scores, np.array([0, 0, 1, 1]), CFG)
+    assert keep.tolist() == [False, False, True, True] and "floor" in reasons[0]
 
 
 def test_floor_drops_everything_when_the_best_shot_is_not_spared():
