@@ -55,13 +55,12 @@ def relevant_frames(
     best = float(smooth.max())
     best_shot = int(shot_ids[int(smooth.argmax())])
     relative = cfg.rel_fraction * best
-    floored = not (cfg.keep_best_shot and best < cfg.floor)
-    if not floored:
-        # the classifier's absolute scale says nothing about this video (small objects), so the
-        # shots are judged against the best one alone: a shot scoring like it is kept like it
-        keep = smooth >= relative
-    else:
-        keep = (smooth >= cfg.floor) & ((smooth >= cfg.abs_threshold) | (smooth >= relative))
+    # with the best shot under the floor, the classifier's absolute scale says nothing about this
+    # video (small objects): its shots are judged against the best one alone
+    floored = best >= cfg.floor or not cfg.keep_best_shot
+    keep = smooth >= relative
+    if floored:
+        keep = (smooth >= cfg.floor) & (keep | (smooth >= cfg.abs_threshold))
     what = "mean score" if cfg.frame_window <= 0 else f"{cfg.frame_window}-frame mean score"
     reasons: list[str | None] = []
     for t in range(len(scores)):
