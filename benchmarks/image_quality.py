@@ -15,6 +15,11 @@ a classifier checkpoint URI: its CAMs (``pipeline.cam.compute_cams`` with ``--ca
 ``--cam-flip``, ``--cam-passes``, and the ImageNet prior fused in unless ``--cam-prior 0``) are
 computed once and cached as an npz under ``--cam-cache``.
 Add ``--set objectness.cam_weight=0.5`` style overrides to try other settings.
+
+The stochastic passes draw their masks from ``cam.seed``, and the labels of single images move a
+lot with them (a few images of the rare classes set most of the mean), so compare settings over
+several seeds: ``--cam-seeds 0 1 2 3 4`` scores each seed's CAMs and adds a row with the mean and
+standard deviation over the seeds.
 """
 
 from __future__ import annotations
@@ -216,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cam-prior", type=int, choices=[0, 1], default=int(CamConfig().imagenet_prior),
                     help="fuse the ImageNet head's maps in, as the pipeline does (1, default)")  # fmt: skip
     ap.add_argument("--cam-cache", default="/tmp/camcache", help="folder of cached CAM npz files")
+    ap.add_argument("--cam-seeds", type=int, nargs="+", default=[CamConfig().seed],
+                    help="seeds of the stochastic passes; several: per-seed rows and their mean")  # fmt: skip
     ap.add_argument("--workers", type=int, default=2, help="parallel processes")
     ap.add_argument(
         "--set", nargs="*", default=[], help="config overrides: objectness.cam_weight=0.5"
@@ -231,32 +238,66 @@ def main(argv: list[str] | None = None) -> None:
         "| cpu s/image |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    cam_cfg = CamConfig(
-        scales=tuple(args.cam_scales),
-        flip=bool(args.cam_flip),
-        stochastic_passes=args.cam_passes,
-        imagenet_prior=bool(args.cam_prior),
-    )
-    sources = {
-        name: name
-        if name in ("none", "centre")
-        else classifier_cams(root, items, name, cam_cfg, Path(args.cam_cache))
-        for name in args.cams
-    }
+    cam_cfgs = [
+        CamConfig(
+            scales=tuple(args.cam_scales),
+            flip=bool(args.cam_flip),
+            stochastic_passes=args.cam_passes,
+            imagenet_prior=bool(args.cam_prior),
+            seed=seed,
+        )
+        for seed in args.cam_seeds
+    ]
     for method in args.methods:
-        for name, cam_source in sources.items():
-            cfg = replace(parse_overrides(args.set), method=method)
-            r = evaluate(root, items, cfg, cam_source, args.workers)
-            label = name if name in ("none", "centre") else Path(name).parent.name
-            print(
-                f"| {method} | {label} | {r['miou']:.1f} ({r['halves'][0]:.1f} / "
-                f"{r['halves'][1]:.1f}) | {r['horse']:.1f} "
-                f"| {r['person']:.1f} | {r['coverage']:.1f} | {r['fg_share']:.1f} "
-                f"| {r['s_per_image']:.3f} | {r['cpu_s_per_image']:.3f} |",
-                flush=True,
-            )
-            if args.per_class:
-                print(f"per-class IoU: {r['per_class']}", flush=True)
+        cfg = replace(parse_overrides(args.set), method=method)
+        for name in args.cams:
+            if name in ("none", "centre"):
+                print_row(method, name, evaluate(root, items, cfg, name, args.workers), args)
+                continue
+            label = Path(name).parent.name
+            runs = []
+            for cam_cfg in cam_cfgs:
+                cams = classifier_cams(root, items, name, cam_cfg, Path(args.cam_cache))
+                runs.append(evaluate(root, items, cfg, cams, args.workers))
+                print_row(method, f"{label} seed {cam_cfg.seed}", runs[-1], args)
+            if len(runs) > 1:
+                print_spread(method, label, runs, args.per_class)
+
+
+def print_row(method: str, label: str, r: dict, args: argparse.Namespace) -> None:
+    print(
+        f"| {method} | {label} | {r['miou']:.1f} ({r['halves'][0]:.1f} / "
+        f"{r['halves'][1]:.1f}) | {r['horse']:.1f} "
+        f"| {r['person']:.1f} | {r['coverage']:.1f} | {r['fg_share']:.1f} "
+        f"| {r['s_per_image']:.3f} | {r['cpu_s_per_image']:.3f} |",
+        flush=True,
+    )
+    if args.per_class:
+        print(f"per-class IoU: {r['per_class']}", flush=True)
+
+
+def spread(values: list[float]) -> str:
+    """'mean ± sd' (sample standard deviation) of per-seed figures."""
+    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+
+def print_spread(method: str, label: str, runs: list[dict], per_class: bool) -> None:
+    """The mean ± sd over seeds of the figures print_row shows (times: the mean)."""
+
+    def over(key, index=None):
+        return spread([r[key] if index is None else r[key][index] for r in runs])
+
+    print(
+        f"| {method} | {label}, {len(runs)} seeds | {over('miou')} ({over('halves', 0)} / "
+        f"{over('halves', 1)}) | {over('horse')} | {over('person')} | {over('coverage')} "
+        f"| {over('fg_share')} | {np.mean([r['s_per_image'] for r in runs]):.3f} "
+        f"| {np.mean([r['cpu_s_per_image'] for r in runs]):.3f} |",
+        flush=True,
+    )
+    if per_class:
+        names = [c for c in runs[0]["per_class"] if all(c in r["per_class"] for r in runs)]
+        classes = {c: spread([r["per_class"][c] for r in runs]) for c in names}
+        print(f"per-class IoU over seeds: {classes}", flush=True)
 
 
 if __name__ == "__main__":
