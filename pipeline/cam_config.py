@@ -21,7 +21,7 @@ class CamConfig:
     size_bucket: int = 0  # round sides to multiples of this: mixed sizes share a batch (GPU)
     max_long_side: int = 1280  # cap on the long side at scale 1.0 (very wide panoramas)
     stochastic_passes: int = 8  # FickleNet-style random-dropout passes of the head; 0 = off
-    stochastic_dropout: float = 0.5  # share of hidden units each pass drops
+    stochastic_dropout: float = 0.7  # share of hidden units each pass drops (docs/quality.md)
     seed: int = 0  # random seed of the stochastic passes (same seed, same maps)
     imagenet_prior: bool = True  # ImageNet head's maps/scores fused in (frozen ImageNet backbones)
 
