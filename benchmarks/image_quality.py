@@ -12,8 +12,8 @@ coverage (share of pixels not 255), wall and CPU seconds per image. Only this sc
 CAM sources (none may look at gt): ``none`` passes cam=None; ``centre`` is a crude CAM, the same
 centre prior for every tag (exercises the CAM path but cannot tell tags apart); any other value is
 a classifier checkpoint URI: its CAMs (``pipeline.cam.compute_cams`` with ``--cam-scales``,
-``--cam-flip``, ``--cam-passes``, ``--cam-dropout``, and the ImageNet prior fused in unless ``--cam-prior 0``) are
-computed once and cached as an npz under ``--cam-cache``.
+``--cam-flip``, ``--cam-passes``, ``--cam-dropout``, and the ImageNet prior fused in unless
+``--cam-prior 0``) are computed once and cached as an npz under ``--cam-cache``.
 Add ``--set objectness.cam_weight=0.5`` style overrides to try other settings.
 
 The stochastic passes draw their masks from ``cam.seed``, and the labels of single images move a
@@ -268,13 +268,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def print_row(method: str, label: str, r: dict, args: argparse.Namespace) -> None:
-    print(
-        f"| {method} | {label} | {r['miou']:.1f} ({r['halves'][0]:.1f} / "
-        f"{r['halves'][1]:.1f}) | {r['horse']:.1f} "
-        f"| {r['person']:.1f} | {r['coverage']:.1f} | {r['fg_share']:.1f} "
-        f"| {r['s_per_image']:.3f} | {r['cpu_s_per_image']:.3f} |",
-        flush=True,
-    )
+    """One table row of a run's figures (and its per-class IoU with --per-class)."""
+    _table_row(method, label, runs=[r], figure=lambda values: f"{values[0]:.1f}")
     if args.per_class:
         print(f"per-class IoU: {r['per_class']}", flush=True)
 
@@ -286,21 +281,29 @@ def spread(values: list[float]) -> str:
 
 def print_spread(method: str, label: str, runs: list[dict], per_class: bool) -> None:
     """The mean ± sd over seeds of the figures print_row shows (times: the mean)."""
-
-    def over(key, index=None):
-        return spread([r[key] if index is None else r[key][index] for r in runs])
-
-    print(
-        f"| {method} | {label}, {len(runs)} seeds | {over('miou')} ({over('halves', 0)} / "
-        f"{over('halves', 1)}) | {over('horse')} | {over('person')} | {over('coverage')} "
-        f"| {over('fg_share')} | {np.mean([r['s_per_image'] for r in runs]):.3f} "
-        f"| {np.mean([r['cpu_s_per_image'] for r in runs]):.3f} |",
-        flush=True,
-    )
+    _table_row(method, f"{label}, {len(runs)} seeds", runs=runs, figure=spread)
     if per_class:
         names = [c for c in runs[0]["per_class"] if all(c in r["per_class"] for r in runs)]
         classes = {c: spread([r["per_class"][c] for r in runs]) for c in names}
         print(f"per-class IoU over seeds: {classes}", flush=True)
+
+
+def _table_row(method: str, label: str, runs: list[dict], figure) -> None:
+    """Print the table's columns for runs, each quality figure through figure(values over runs)
+    and the seconds as their mean."""
+
+    def over(key, index=None):
+        return figure([r[key] if index is None else r[key][index] for r in runs])
+
+    def seconds(key):
+        return f"{np.mean([r[key] for r in runs]):.3f}"
+
+    print(
+        f"| {method} | {label} | {over('miou')} ({over('halves', 0)} / {over('halves', 1)}) "
+        f"| {over('horse')} | {over('person')} | {over('coverage')} | {over('fg_share')} "
+        f"| {seconds('s_per_image')} | {seconds('cpu_s_per_image')} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
