@@ -33,6 +33,7 @@ from pipeline.cam_config import CamConfig
 from pipeline.models.classifier import CamClassifier, normalize
 from pipeline.models.erasing import merge_round_maps
 from pipeline.models.imagenet_prior import PriorHead
+from pipeline.models.layer_cam import fuse_with_cams, layer_cam_maps
 
 
 def working_size(height: int, width: int, cfg: CamConfig, scale: float = 1.0) -> tuple[int, int]:
@@ -267,7 +268,36 @@ def compute_cams(
     score array.
     """
     rounds, scores = compute_round_cams(model, images, tag_ids, cfg, device, prior)
-    return [merge_round_maps(maps) for maps in rounds], scores
+    cams = [merge_round_maps(maps) for maps in rounds]
+    if cfg.layer_cam:
+        cams = _with_layer_cams(model, images, tag_ids, cams, cfg, device, prior)
+    return cams, scores
+
+
+def _with_layer_cams(
+    model: CamClassifier,
+    images: list[np.ndarray],
+    tag_ids: list[list[int]],
+    cams: list[np.ndarray],
+    cfg: CamConfig,
+    device: str,
+    prior: PriorHead | None,
+) -> list[np.ndarray]:
+    """cams fused with the stride-16 LayerCAMs of the same tags (at scale 1, with the flip)."""
+    images = [bucketed(image, cfg) for image in images]
+    out: list[np.ndarray | None] = [None] * len(images)
+    for indices in _batches(images, images_per_pass(cfg, device)):
+        stack = np.stack([images[i] for i in indices])
+        x = normalize(torch.from_numpy(stack).to(device), model.input_stats)
+        x = _resize(x, working_size(stack.shape[1], stack.shape[2], cfg))
+        x = torch.cat([x, x.flip(-1)]) if cfg.flip else x
+        channels = [[t - 1 for t in tag_ids[i]] for i in indices]
+        head, has = (prior.classifier, prior.has) if prior is not None else (None, None)
+        maps = layer_cam_maps(model, head, has, x, channels, cfg.flip)
+        for index, layer in zip(indices, maps, strict=True):
+            fused = fuse_with_cams(torch.from_numpy(cams[index]).to(layer.device), layer)
+            out[index] = fused.cpu().numpy()
+    return out  # type: ignore[return-value]
 
 
 def _check_tags(tags: list[int], num_classes: int) -> None:

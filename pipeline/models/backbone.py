@@ -140,6 +140,19 @@ class ResNet(nn.Module):
             levels.append(x)
         return levels
 
+    def forward_to_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """Output of layer(level + 1): level 0, 1, 2 = layer1, layer2, layer3."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[: level + 1]:
+            x = layer(x)
+        return x
+
+    def forward_from_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """The rest of forward from forward_to_level's output."""
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[level + 1 :]:
+            x = layer(x)
+        return x
+
     def stages(self) -> list[nn.Module]:
         """Modules from input to output, coarse enough to freeze the first k of them."""
         stem = nn.ModuleList([self.conv1, self.bn1])

@@ -174,6 +174,20 @@ class EfficientNetLite(nn.Module):
                 levels.append(x)
         return [*levels, F.relu6(self._bn1(self._conv_head(x)))]
 
+    def forward_to_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """Features at forward_levels' level (0, 1, 2: strides 4, 8, 16)."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks[: self._level_ends[level] + 1]:
+            x = block(x)
+        return x
+
+    def forward_from_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """The rest of forward from forward_to_level's output: forward(x) ==
+        forward_from_level(forward_to_level(x, level), level)."""
+        for block in self._blocks[self._level_ends[level] + 1 :]:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
     def stages(self) -> list[nn.Module]:
         """Modules from input to output, coarse enough to freeze the first k of them."""
         return [nn.ModuleList([self._conv_stem, self._bn0]), *self._blocks,
