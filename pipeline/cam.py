@@ -13,6 +13,9 @@ With a ``PriorHead`` (the ImageNet head folded onto the label space; frozen Imag
 only) each tag that has ImageNet classes gets the mean of its learned map and its prior map, and
 its score is the larger of the learned and the prior probability (``imagenet_prior``).
 
+With ``layer_cam`` (the default) each tag's map is then averaged with its stride-16 LayerCAM
+(pipeline/models/layer_cam.py), so the maps come at the stride-16 grid.
+
 A classifier trained with adversarial erasing (``classifier.erasing_rounds``) carries one extra
 head per erasing round; each tag's map is then the pixelwise max of the first head's map (fused
 with the prior as above) and the extra heads' peak-normalised maps: the union of the regions the
@@ -33,7 +36,7 @@ from pipeline.cam_config import CamConfig
 from pipeline.models.classifier import CamClassifier, normalize
 from pipeline.models.erasing import merge_round_maps
 from pipeline.models.imagenet_prior import PriorHead
-from pipeline.models.layer_cam import fuse_with_cams, layer_cam_maps
+from pipeline.models.layer_cam import fuse_with_cams, layer_cam_maps, peak_normalised
 
 
 def working_size(height: int, width: int, cfg: CamConfig, scale: float = 1.0) -> tuple[int, int]:
@@ -168,11 +171,6 @@ def _maps_and_logits(
     return sums[0], logits_sum / runs, prior_maps, prior_probs, extra_maps
 
 
-def _peak_normalised(maps: torch.Tensor) -> torch.Tensor:
-    """(K, h, w) ReLU'd maps -> each divided by its own max (all zeros stay zeros)."""
-    return maps / maps.flatten(1).amax(dim=1).clamp_min(1e-5).view(-1, 1, 1)
-
-
 GPU_IMAGES_PER_PASS, CPU_IMAGES_PER_PASS = 8, 2
 
 
@@ -233,14 +231,14 @@ def compute_round_cams(
             channels = torch.tensor([t - 1 for t in tag_ids[index]], dtype=torch.long).to(
                 maps.device
             )
-            selected = _peak_normalised(maps[row].index_select(0, channels))
+            selected = peak_normalised(maps[row].index_select(0, channels))
             score = torch.sigmoid(logits[row, channels])
             if prior is not None:
                 has = prior.has.index_select(0, channels).view(-1, 1, 1)
-                own = _peak_normalised(prior_maps[row].index_select(0, channels))
-                selected = torch.where(has, _peak_normalised(selected + own), selected)
+                own = peak_normalised(prior_maps[row].index_select(0, channels))
+                selected = torch.where(has, peak_normalised(selected + own), selected)
                 score = torch.maximum(score, prior_probs[row, channels])
-            extras = [_peak_normalised(e[row].index_select(0, channels)) for e in extra]
+            extras = [peak_normalised(e[row].index_select(0, channels)) for e in extra]
             rounds[index] = [m.float().cpu().numpy() for m in (selected, *extras)]
             scores[index] = score.float().cpu().numpy()
     return rounds, scores  # type: ignore[return-value]
@@ -263,7 +261,8 @@ def compute_cams(
     map ReLU'd and divided by its own max (all zeros when the class never fires); h, w = the scale-1
     feature resolution (short side about input_size / output_stride, aspect kept; callers resize).
     With extra heads, each map is the pixelwise max of the first head's and the extra heads'
-    peak-normalised maps. scores[i] is (K,) float32: the sigmoid probability of each tag (with a
+    peak-normalised maps; with cfg.layer_cam, each map averaged with its stride-16 LayerCAM and
+    h, w the stride-16 grid instead. scores[i] is (K,) float32: the sigmoid probability of each tag (with a
     prior, the larger of it and the prior probability). No tags: a 0 x h x w array and an empty
     score array.
     """
