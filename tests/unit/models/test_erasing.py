@@ -21,7 +21,8 @@ from pipeline.train.config import ClassifierTrainConfig
 from pipeline.train.erasing_rounds import HeadRows, heldout_map, tag_lists
 
 SMALL = ModelConfig(backbone="resnet", depth=18, width=8, output_stride=16, num_classes=3)
-CAMS = CamConfig(input_size=64, flip=False, stochastic_passes=0, layer_cam=False)  # the merge alone, without the LayerCAM averaged in
+# the rounds' merge alone, without the LayerCAM averaged in
+CAMS = CamConfig(input_size=64, flip=False, stochastic_passes=0, layer_cam=False)
 
 
 def _image(h=6, w=5, seed=0):
