@@ -36,6 +36,7 @@ from pipeline.cam_config import CamConfig
 from pipeline.models.classifier import CamClassifier, normalize
 from pipeline.models.erasing import merge_round_maps
 from pipeline.models.imagenet_prior import PriorHead
+from pipeline.models.layer_cam import LEVEL as LAYER_CAM_LEVEL
 from pipeline.models.layer_cam import fuse_with_cams, layer_cam_maps, peak_normalised
 
 
@@ -138,12 +139,15 @@ def _maps_and_logits(
     device: str,
     prior: PriorHead | None = None,
     masks: dict | None = None,
+    stride16: list | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, list]:
     """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over
     scales/flips and logits (B, C) averaged over them; h, w = the scale-1 feature size. With a
     prior: its maps (B, C, h, w) summed the same way and its probabilities (B, C) averaged.
     Last, per extra (erasing-round) head of the model, its maps (B, C, h, w) summed alike.
-    masks: a cache of the stochastic passes' masks shared by the calls of one compute_cams."""
+    masks: a cache of the stochastic passes' masks shared by the calls of one compute_cams.
+    stride16: a list that gets the scale-1 pass's stride-16 features (B or 2B with the flips,
+    C16, h16, w16) appended, for the LayerCAM (None: not kept)."""
     masks = {} if masks is None else masks
     x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device), model.input_stats)
     base = working_size(images.shape[1], images.shape[2], cfg)
@@ -156,7 +160,11 @@ def _maps_and_logits(
     for scale in cfg.scales:
         scaled = _resize(x, working_size(images.shape[1], images.shape[2], cfg, scale))
         inputs = torch.cat([scaled, scaled.flip(-1)]) if cfg.flip else scaled
-        features = model.backbone(inputs)
+        if stride16 is not None and scale == 1.0:
+            stride16.append(model.backbone.forward_to_level(inputs, LAYER_CAM_LEVEL))
+            features = model.backbone.forward_from_level(stride16[-1], LAYER_CAM_LEVEL)
+        else:
+            features = model.backbone(inputs)
         raw, maps = _heads_maps(heads, features, cfg, out_size, masks)
         logits_sum = _add(logits_sum, _unflip(model.pool(raw), cfg.flip))
         sums = [_add(total, _unflip(m, cfg.flip)) for total, m in zip(sums, maps, strict=True)]
@@ -212,6 +220,21 @@ def compute_round_cams(
     of 1 + len(model.extra_heads) K x h x w float32 maps in [0, 1], the first head's (fused with
     the prior) first, then each extra head's, each peak-normalised. Arguments and scores as in
     compute_cams."""
+    rounds, scores, _ = _round_cams(model, images, tag_ids, cfg, device, prior, layer_cam=False)
+    return rounds, scores
+
+
+def _round_cams(
+    model: CamClassifier,
+    images: list[np.ndarray],
+    tag_ids: list[list[int]],
+    cfg: CamConfig,
+    device: str,
+    prior: PriorHead | None,
+    layer_cam: bool,
+) -> tuple[list[list[np.ndarray]], list[np.ndarray], list[torch.Tensor] | None]:
+    """compute_round_cams' (rounds, scores) and, with layer_cam, each image's (K, h16, w16)
+    LayerCAM maps from the same forward pass's stride-16 features (None without)."""
     if len(images) != len(tag_ids):
         raise ValueError(f"{len(images)} images but {len(tag_ids)} tag lists")
     model.eval()
@@ -221,13 +244,21 @@ def compute_round_cams(
     rounds: list[list[np.ndarray] | None] = [None] * len(images)
     scores: list[np.ndarray | None] = [None] * len(images)
     masks: dict = {}  # the stochastic passes' masks, drawn once per feature shape
+    layers: list[torch.Tensor | None] | None = [None] * len(images) if layer_cam else None
     for indices in _batches(images, images_per_pass(cfg, device)):
         stack = np.stack([images[i] for i in indices])
+        stride16: list | None = [] if layer_cam else None
         maps, logits, prior_maps, prior_probs, extra = _maps_and_logits(
-            model, stack, cfg, device, prior, masks
+            model, stack, cfg, device, prior, masks, stride16
         )
-        for row, index in enumerate(indices):
+        for index in indices:
             _check_tags(tag_ids[index], maps.shape[1])
+        if layers is not None:
+            channels = [[t - 1 for t in tag_ids[i]] for i in indices]
+            batch = _layer_maps(model, stack, channels, cfg, device, prior, stride16)
+            for index, layer in zip(indices, batch, strict=True):
+                layers[index] = layer
+        for row, index in enumerate(indices):
             channels = torch.tensor([t - 1 for t in tag_ids[index]], dtype=torch.long).to(
                 maps.device
             )
@@ -241,7 +272,20 @@ def compute_round_cams(
             extras = [peak_normalised(e[row].index_select(0, channels)) for e in extra]
             rounds[index] = [m.float().cpu().numpy() for m in (selected, *extras)]
             scores[index] = score.float().cpu().numpy()
-    return rounds, scores  # type: ignore[return-value]
+    return rounds, scores, layers  # type: ignore[return-value]
+
+
+def _layer_maps(model, stack, channels, cfg: CamConfig, device, prior, stride16) -> list:
+    """The batch's LayerCAM maps from the scale-1 pass's stride-16 features (computed here when
+    the scales leave 1.0 out)."""
+    if not stride16:
+        with torch.inference_mode():
+            x = normalize(torch.from_numpy(stack).to(device), model.input_stats)
+            x = _resize(x, working_size(stack.shape[1], stack.shape[2], cfg))
+            x = torch.cat([x, x.flip(-1)]) if cfg.flip else x
+            stride16 = [model.backbone.forward_to_level(x, LAYER_CAM_LEVEL)]
+    head, has = (prior.classifier, prior.has) if prior is not None else (None, None)
+    return layer_cam_maps(model, head, has, stride16[0], channels, cfg.flip)
 
 
 def compute_cams(
@@ -266,37 +310,16 @@ def compute_cams(
     prior, the larger of it and the prior probability). No tags: a 0 x h x w array and an empty
     score array.
     """
-    rounds, scores = compute_round_cams(model, images, tag_ids, cfg, device, prior)
+    rounds, scores, layers = _round_cams(
+        model, images, tag_ids, cfg, device, prior, cfg.layer_cam
+    )
     cams = [merge_round_maps(maps) for maps in rounds]
-    if cfg.layer_cam:
-        cams = _with_layer_cams(model, images, tag_ids, cams, cfg, device, prior)
+    if layers is not None:
+        cams = [
+            fuse_with_cams(torch.from_numpy(cam).to(layer.device), layer).cpu().numpy()
+            for cam, layer in zip(cams, layers, strict=True)
+        ]
     return cams, scores
-
-
-def _with_layer_cams(
-    model: CamClassifier,
-    images: list[np.ndarray],
-    tag_ids: list[list[int]],
-    cams: list[np.ndarray],
-    cfg: CamConfig,
-    device: str,
-    prior: PriorHead | None,
-) -> list[np.ndarray]:
-    """cams fused with the stride-16 LayerCAMs of the same tags (at scale 1, with the flip)."""
-    images = [bucketed(image, cfg) for image in images]
-    out: list[np.ndarray | None] = [None] * len(images)
-    for indices in _batches(images, images_per_pass(cfg, device)):
-        stack = np.stack([images[i] for i in indices])
-        x = normalize(torch.from_numpy(stack).to(device), model.input_stats)
-        x = _resize(x, working_size(stack.shape[1], stack.shape[2], cfg))
-        x = torch.cat([x, x.flip(-1)]) if cfg.flip else x
-        channels = [[t - 1 for t in tag_ids[i]] for i in indices]
-        head, has = (prior.classifier, prior.has) if prior is not None else (None, None)
-        maps = layer_cam_maps(model, head, has, x, channels, cfg.flip)
-        for index, layer in zip(indices, maps, strict=True):
-            fused = fuse_with_cams(torch.from_numpy(cams[index]).to(layer.device), layer)
-            out[index] = fused.cpu().numpy()
-    return out  # type: ignore[return-value]
 
 
 def _check_tags(tags: list[int], num_classes: int) -> None:

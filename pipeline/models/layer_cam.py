@@ -36,20 +36,19 @@ def layer_cam_maps(
     model: torch.nn.Module,
     prior_head: Callable[[torch.Tensor], torch.Tensor] | None,
     prior_has: torch.Tensor | None,
-    inputs: torch.Tensor,
+    stride16: torch.Tensor,
     channels: list[list[int]],
     flip: bool,
 ) -> list[torch.Tensor]:
-    """inputs (N, 3, H, W) normalised images of one size, with their flipped twins as the second
-    half when flip; channels[i]: the class channels (label - 1) of image i's tags, i < B (N = 2B
-    with flip, else B). The scores are the learned head's pooled logits and, for tags with an
+    """stride16 (N, C16, h16, w16): the backbone's forward_to_level(x, LEVEL) of normalised images
+    of one size, with their flipped twins as the second half when flip (inference tensors are
+    fine); channels[i]: the class channels (label - 1) of image i's tags, i < B (N = 2B with
+    flip, else B). The scores are the learned head's pooled logits and, for tags with an
     ImageNet prior (prior_has (C,) bool), the prior head's. Returns per image a (K_i, h16, w16)
     float32 map per tag: each head's LayerCAM peak-normalised, averaged over the heads, peak-
     normalised, tanh(GAMMA * .)-scaled and peak-normalised again (values in [0, 1])."""
     count = len(channels)
     with torch.inference_mode(False), torch.enable_grad():
-        with torch.no_grad():
-            stride16 = model.backbone.forward_to_level(inputs, LEVEL)
         stride16 = stride16.clone().requires_grad_(True)
         features = model.backbone.forward_from_level(stride16, LEVEL)
         pooled = [model.classifier(features).mean(dim=(2, 3))]

@@ -48,7 +48,7 @@ def test_layer_cam_is_the_activation_its_class_score_grows_with_at_the_finer_gri
     x = torch.zeros(1, 3, 8, 8)
     x[0, 0, 1, 6] = 3.0  # class 0's evidence: one stride-16 cell, not aligned to the 2x pooling
     x[0, 1, 5, 2] = 2.0
-    (maps,) = layer_cam_maps(_Toy(), None, None, x, [[0, 1]], flip=False)
+    (maps,) = layer_cam_maps(_Toy(), None, None, x[:, :2], [[0, 1]], flip=False)
     assert maps.shape == (2, 8, 8)
     assert maps[0].argmax() == 1 * 8 + 6 and maps[1].argmax() == 5 * 8 + 2
     assert maps[0, 5, 2] == 0 and maps[1, 1, 6] == 0  # each class sees only its own evidence
@@ -59,7 +59,7 @@ def test_flipped_twins_are_flipped_back_before_they_are_summed():
     x = torch.zeros(1, 3, 8, 8)
     x[0, 0, 2, 1] = 1.0
     both = torch.cat([x, x.flip(-1)])
-    (maps,) = layer_cam_maps(_Toy(), None, None, both, [[0]], flip=True)
+    (maps,) = layer_cam_maps(_Toy(), None, None, both[:, :2], [[0]], flip=True)
     assert maps.shape == (1, 8, 8) and maps[0].argmax() == 2 * 8 + 1
 
 
@@ -72,7 +72,7 @@ def test_prior_maps_join_only_tags_that_have_a_prior():
         return features[:, 1:2].repeat(1, 2, 1, 1)
 
     has = torch.tensor([True, False])
-    with_prior, without = layer_cam_maps(_Toy(), prior, has, x, [[0], [1]], flip=False)
+    with_prior, without = layer_cam_maps(_Toy(), prior, has, x[:, :2], [[0], [1]], flip=False)
     assert with_prior[0, 1, 1] > 0 and with_prior[0, 6, 6] > 0  # class 0: both heads
     assert without[0, 1, 1] == 0 and without[0, 6, 6] > 0  # class 1: its learned head only
 
@@ -104,3 +104,18 @@ def test_compute_cams_gives_stride16_maps_with_layer_cam_and_stride32_without():
     assert fine.shape == (2, 4, 8) and coarse.shape == (2, 2, 4)
     assert fine.dtype == np.float32 and fine.min() >= 0
     assert np.allclose(fine.reshape(2, -1).max(axis=1), 1.0, atol=1e-5)
+
+
+def test_layer_cam_runs_its_own_scale1_pass_when_the_scales_leave_1_out():
+    torch.manual_seed(0)
+    model = CamClassifier(
+        ModelConfig(backbone="resnet", depth=18, width=8, output_stride=32, num_classes=3)
+    ).eval()
+    image = np.random.default_rng(1).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    cfg = CamConfig(input_size=64, stochastic_passes=0)
+    (with_one,), _ = compute_cams(model, [image], [[2]], cfg)
+    (without,), _ = compute_cams(
+        model, [image], [[2]], CamConfig(**{**cfg.__dict__, "scales": (0.5,)})
+    )
+    assert with_one.shape == without.shape == (1, 4, 8)
+    assert np.isclose(without.max(), 1.0, atol=1e-5)
