@@ -56,18 +56,19 @@ def frame_j(mask: np.ndarray | None, gt: np.ndarray) -> float:
 def cached_cams(model_uri: str, cache: Path, item_id: str, frames, tag_ids, prior: bool = True):
     """T x (K x h x w) CAMs and (T, K) scores of the item's tags, computed once per model (with
     or without the ImageNet prior, CamConfig.imagenet_prior)."""
-    stamp = f"{Path(model_uri).resolve()}:{os.path.getmtime(model_uri)}:{prior}"
+    from pipeline.cam_config import CamConfig
+
+    cfg = CamConfig(imagenet_prior=prior)  # in the key: a changed default must not reuse old maps
+    stamp = f"{Path(model_uri).resolve()}:{os.path.getmtime(model_uri)}:{prior}:{cfg}"
     key = hashlib.sha1(stamp.encode())
     path = cache / key.hexdigest()[:12] / f"{item_id}.npz"
     if not path.exists():
         from pipeline.cam import compute_cams
-        from pipeline.cam_config import CamConfig
         from pipeline.checkpoint import load_classifier
         from pipeline.models.imagenet_prior import load_prior
 
         model, model_cfg, classes = load_classifier(model_uri)
         head = load_prior(model.backbone, model_cfg.backbone, list(classes)) if prior else None
-        cfg = CamConfig(imagenet_prior=prior)
         cams, scores = compute_cams(model, frames, [tag_ids] * len(frames), cfg, prior=head)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, cams=np.stack(cams), scores=np.stack(scores))
