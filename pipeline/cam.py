@@ -275,7 +275,15 @@ def _round_cams(
     return rounds, scores, layers  # type: ignore[return-value]
 
 
-def _layer_maps(model, stack, channels, cfg: CamConfig, device, prior, stride16) -> list:
+def _layer_maps(
+    model: CamClassifier,
+    stack: np.ndarray,
+    channels: list[list[int]],
+    cfg: CamConfig,
+    device: str,
+    prior: PriorHead | None,
+    stride16: list | None,
+) -> list[torch.Tensor]:
     """The batch's LayerCAM maps from the scale-1 pass's stride-16 features (computed here when
     the scales leave 1.0 out)."""
     if not stride16:
@@ -306,13 +314,11 @@ def compute_cams(
     feature resolution (short side about input_size / output_stride, aspect kept; callers resize).
     With extra heads, each map is the pixelwise max of the first head's and the extra heads'
     peak-normalised maps; with cfg.layer_cam, each map averaged with its stride-16 LayerCAM and
-    h, w the stride-16 grid instead. scores[i] is (K,) float32: the sigmoid probability of each tag (with a
-    prior, the larger of it and the prior probability). No tags: a 0 x h x w array and an empty
-    score array.
+    h, w the stride-16 grid instead. scores[i] is (K,) float32: the sigmoid probability of each
+    tag (with a prior, the larger of it and the prior probability). No tags: a 0 x h x w array
+    and an empty score array.
     """
-    rounds, scores, layers = _round_cams(
-        model, images, tag_ids, cfg, device, prior, cfg.layer_cam
-    )
+    rounds, scores, layers = _round_cams(model, images, tag_ids, cfg, device, prior, cfg.layer_cam)
     cams = [merge_round_maps(maps) for maps in rounds]
     if layers is not None:
         cams = [
