@@ -12,8 +12,9 @@ coverage (share of pixels not 255), wall and CPU seconds per image. Only this sc
 CAM sources (none may look at gt): ``none`` passes cam=None; ``centre`` is a crude CAM, the same
 centre prior for every tag (exercises the CAM path but cannot tell tags apart); any other value is
 a classifier checkpoint URI: its CAMs (``pipeline.cam.compute_cams`` with ``--cam-scales``,
-``--cam-flip``, ``--cam-passes``, ``--cam-dropout``, and the ImageNet prior fused in unless
-``--cam-prior 0``) are computed once and cached as an npz under ``--cam-cache``.
+``--cam-flip``, ``--cam-passes``, ``--cam-dropout``, the ImageNet prior fused in unless
+``--cam-prior 0`` and the stride-16 LayerCAM unless ``--cam-layer 0``) are computed once and
+cached as an npz under ``--cam-cache``.
 Add ``--set objectness.cam_weight=0.5`` style overrides to try other settings.
 
 The stochastic passes draw their masks from ``cam.seed``, and the labels of single images move a
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cam-prior", type=int, choices=[0, 1], default=int(CamConfig().imagenet_prior),
                     help="fuse the ImageNet head's maps in, as the pipeline does (1, default)")  # fmt: skip
     ap.add_argument("--cam-cache", default="/tmp/camcache", help="folder of cached CAM npz files")
+    ap.add_argument("--cam-layer", type=int, choices=[0, 1], default=int(CamConfig().layer_cam),
+                    help="average the stride-16 LayerCAM into the maps (1, default)")  # fmt: skip
     ap.add_argument("--cam-dropout", type=float, default=CamConfig().stochastic_dropout,
                     help="share of hidden units each stochastic pass drops")  # fmt: skip
     ap.add_argument("--cam-seeds", type=int, nargs="+", default=[CamConfig().seed],
@@ -246,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
             flip=bool(args.cam_flip),
             stochastic_passes=args.cam_passes,
             stochastic_dropout=args.cam_dropout,
+            layer_cam=bool(args.cam_layer),
             imagenet_prior=bool(args.cam_prior),
             seed=seed,
         )
