@@ -24,7 +24,7 @@ class CamConfig:
     stochastic_dropout: float = 0.7  # share of hidden units each pass drops (docs/quality.md)
     seed: int = 0  # random seed of the stochastic passes (same seed, same maps)
     imagenet_prior: bool = True  # ImageNet head's maps/scores fused in (frozen ImageNet backbones)
-    layer_cam: bool = True  # stride-16 LayerCAM (Jiang et al. 2021) fused in: maps at stride 16
+    layer_cam: bool = True  # images: stride-16 LayerCAM (Jiang et al. 2021) averaged in; not frames
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)

@@ -9,6 +9,7 @@ A row that has failed passes through every later stage untouched.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -63,20 +64,24 @@ class CamStage(BatchStage):
         return len(row[schema.FRAMES])
 
     def compute_batch(self, live: list[dict]) -> list[list[dict]]:
-        frames = [frame for r in live for frame in r[schema.FRAMES]]
-        tags = [loads(r[schema.TAG_IDS]) for r in live for _ in r[schema.FRAMES]]
-        cams, scores = (
-            compute_cams(self.model, frames, tags, self.cfg, self.device, self.prior)
-            if frames
-            else ([], [])
-        )
+        videos = [r for r in live if r[schema.KIND] == schema.KIND_VIDEO]
+        self._add_cams([r for r in live if r[schema.KIND] != schema.KIND_VIDEO], self.cfg)
+        # the video cut's CAM term (threshold, agreement gate) is set for the plain CAMs
+        self._add_cams(videos, replace(self.cfg, layer_cam=False))
+        return [[row] for row in live]
+
+    def _add_cams(self, rows: list[dict], cfg: CamConfig) -> None:
+        frames = [frame for r in rows for frame in r[schema.FRAMES]]
+        if not frames:
+            return
+        tags = [loads(r[schema.TAG_IDS]) for r in rows for _ in r[schema.FRAMES]]
+        cams, scores = compute_cams(self.model, frames, tags, cfg, self.device, self.prior)
         at = 0
-        for row in live:
+        for row in rows:
             n = len(row[schema.FRAMES])
             row[schema.CAM] = np.stack(cams[at : at + n]).astype(np.float32)
             row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
             at += n
-        return [[row] for row in live]
 
 
 def _no_cams(n_frames: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ plain callables)."""
 import pytest
 
 from pipeline import schema
+from pipeline.cam import working_size
 from pipeline.checkpoint import save_model
 from pipeline.cluster.io_stages import decode_batch, item_row, work_units, write_batch
 from pipeline.cluster.stages import CamStage, LabelItemsStage, RefineStage
@@ -70,3 +71,18 @@ def test_work_units_put_each_video_alone_and_first_then_images_a_few_at_a_time()
         ["i4", "bad"],
     ]
     assert work_units([], 8) == []
+
+
+def test_cam_stage_averages_the_layer_cam_into_image_maps_only(items, tmp_path):
+    rows, classes = items
+    cfg = PseudoLabelConfig()
+    model_cfg = ModelConfig(backbone="resnet", width=8, num_classes=len(classes) - 1)
+    model_uri = save_model(CamClassifier(model_cfg), model_cfg, str(tmp_path / "c"), list(classes))
+    decoded = decode_batch(to_batch(rows, ()), cfg.decode)
+    kinds = set()
+    for row in iter_rows(CamStage(model_uri, cfg.cam)(decoded)):
+        height, width = working_size(*row[schema.FRAMES][0].shape[:2], cfg.cam)
+        stride = 32 if row[schema.KIND] == schema.KIND_VIDEO else 16  # frames: the plain CAMs
+        assert row[schema.CAM].shape[-2:] == (-(-height // stride), -(-width // stride))
+        kinds.add(row[schema.KIND])
+    assert kinds == {schema.KIND_IMAGE, schema.KIND_VIDEO}
