@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import torch
 from image_quality import load_items, read_rgb
 
 from pipeline.cam import compute_cams
@@ -39,14 +37,13 @@ def main() -> None:
     prior = load_prior(model.backbone, model_cfg.backbone, list(classes))
     cfgs = {"off": CamConfig(layer_cam=False), "on": CamConfig(layer_cam=True)}
     seconds = dict.fromkeys(cfgs, 0.0)
-    torch.set_num_threads(torch.get_num_threads())
     for start in range(0, len(items), args.chunk):
         chunk = items[start : start + args.chunk]
         images = [read_rgb(root, it) for it in chunk]
         tags = [it["tag_ids"] for it in chunk]
         for name, cfg in cfgs.items():
             began = time.perf_counter()
-            compute_cams(model, images, tags, replace(cfg), prior=prior)
+            compute_cams(model, images, tags, cfg, prior=prior)
             seconds[name] += time.perf_counter() - began
     for name in cfgs:
         print(

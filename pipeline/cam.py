@@ -131,6 +131,19 @@ def _add(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
     return value if total is None else total + value
 
 
+def _normalized(model: CamClassifier, images: np.ndarray, device: str) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float normalised for the model's backbone."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return normalize(x, model.input_stats)
+
+
+def _scaled_inputs(x: torch.Tensor, cfg: CamConfig, scale: float) -> torch.Tensor:
+    """Normalised images (B, 3, H, W) at their working size for scale, with the flipped twins
+    appended when cfg.flip (2B rows)."""
+    scaled = _resize(x, working_size(x.shape[2], x.shape[3], cfg, scale))
+    return torch.cat([scaled, scaled.flip(-1)]) if cfg.flip else scaled
+
+
 @torch.inference_mode()
 def _maps_and_logits(
     model: CamClassifier,
@@ -149,7 +162,7 @@ def _maps_and_logits(
     stride16: a list that gets the scale-1 pass's stride-16 features (B or 2B with the flips,
     C16, h16, w16) appended, for the LayerCAM (None: not kept)."""
     masks = {} if masks is None else masks
-    x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device), model.input_stats)
+    x = _normalized(model, images, device)
     base = working_size(images.shape[1], images.shape[2], cfg)
     out_size = _feature_size(base, model.backbone.output_stride)
     heads = [model.classifier, *([prior.classifier] if prior is not None else [])]
@@ -158,8 +171,7 @@ def _maps_and_logits(
     logits_sum = prior_probs = None
     runs = 0
     for scale in cfg.scales:
-        scaled = _resize(x, working_size(images.shape[1], images.shape[2], cfg, scale))
-        inputs = torch.cat([scaled, scaled.flip(-1)]) if cfg.flip else scaled
+        inputs = _scaled_inputs(x, cfg, scale)
         if stride16 is not None and scale == 1.0:
             stride16.append(model.backbone.forward_to_level(inputs, LAYER_CAM_LEVEL))
             features = model.backbone.forward_from_level(stride16[-1], LAYER_CAM_LEVEL)
@@ -288,10 +300,8 @@ def _layer_maps(
     the scales leave 1.0 out)."""
     if not stride16:
         with torch.inference_mode():
-            x = normalize(torch.from_numpy(stack).to(device), model.input_stats)
-            x = _resize(x, working_size(stack.shape[1], stack.shape[2], cfg))
-            x = torch.cat([x, x.flip(-1)]) if cfg.flip else x
-            stride16 = [model.backbone.forward_to_level(x, LAYER_CAM_LEVEL)]
+            inputs = _scaled_inputs(_normalized(model, stack, device), cfg, 1.0)
+            stride16 = [model.backbone.forward_to_level(inputs, LAYER_CAM_LEVEL)]
     head, has = (prior.classifier, prior.has) if prior is not None else (None, None)
     return layer_cam_maps(model, head, has, stride16[0], channels, cfg.flip)
 

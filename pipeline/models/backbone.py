@@ -135,7 +135,7 @@ class ResNet(nn.Module):
         a dilated layer keeps the previous one's stride. The last equals forward(x)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         levels = []
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+        for layer in self._layers():
             x = layer(x)
             levels.append(x)
         return levels
@@ -143,15 +143,18 @@ class ResNet(nn.Module):
     def forward_to_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
         """Output of layer(level + 1): level 0, 1, 2 = layer1, layer2, layer3."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[: level + 1]:
+        for layer in self._layers()[: level + 1]:
             x = layer(x)
         return x
 
     def forward_from_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
         """The rest of forward from forward_to_level's output."""
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[level + 1 :]:
+        for layer in self._layers()[level + 1 :]:
             x = layer(x)
         return x
+
+    def _layers(self) -> tuple[nn.Sequential, ...]:
+        return self.layer1, self.layer2, self.layer3, self.layer4
 
     def stages(self) -> list[nn.Module]:
         """Modules from input to output, coarse enough to freeze the first k of them."""
