@@ -4,9 +4,10 @@ dev videos.
     .venv/bin/python benchmarks/video_quality.py [--collection ../shared/data/dev]
         [--cams /tmp/clf/run_lr3/model.pt] [--cache /tmp/webseg_video_cams]
 
-Without --cams: cams=None and every frame kept (motion + colour only). With --cams MODEL: CAMs and
-per-frame tag scores from that classifier (cached under --cache), frames kept by relevant_frames on
-the scores, and the CAMs passed to segment_video. Reads gt/ and gt_meta.json (measurement only).
+Without --cams: cams=None and every frame kept (motion + colour only). With --cams MODEL: CAMs,
+per-frame tag scores and the backbone's stride-8 features from that classifier (cached under
+--cache), frames kept by relevant_frames on the scores, and the CAMs and features passed to
+segment_video (--no-features: colour alone as the appearance term). Reads gt/ and gt_meta.json (measurement only).
 J per frame: IoU of (gt > 0 & gt != 255) vs (mask > 0 & mask != 255) over pixels where gt != 255;
 an empty-vs-empty frame counts 1; a filtered frame predicts nothing. Columns: J over all frames,
 J over the frames after the annotated intro (the relevant ones), intro frames filtered, relevant
@@ -54,42 +55,47 @@ def frame_j(mask: np.ndarray | None, gt: np.ndarray) -> float:
 
 
 def cached_cams(model_uri: str, cache: Path, item_id: str, frames, tag_ids, prior: bool = True):
-    """T x (K x h x w) CAMs and (T, K) scores of the item's tags, computed once per model (with
-    or without the ImageNet prior, CamConfig.imagenet_prior)."""
+    """T x (K x h x w) CAMs, (T, K) scores of the item's tags and T x (C x h8 x w8) backbone
+    features, computed once per model (with or without the ImageNet prior,
+    CamConfig.imagenet_prior)."""
     from pipeline.cam_config import CamConfig
 
     cfg = CamConfig(imagenet_prior=prior)  # in the key: a changed default must not reuse old maps
-    stamp = f"{Path(model_uri).resolve()}:{os.path.getmtime(model_uri)}:{prior}:{cfg}"
+    stamp = f"{Path(model_uri).resolve()}:{os.path.getmtime(model_uri)}:{prior}:{cfg}:features"
     key = hashlib.sha1(stamp.encode())
     path = cache / key.hexdigest()[:12] / f"{item_id}.npz"
     if not path.exists():
-        from pipeline.cam import compute_cams
+        from pipeline.cam import appearance_features, compute_cams
         from pipeline.checkpoint import load_classifier
         from pipeline.models.imagenet_prior import load_prior
 
         model, model_cfg, classes = load_classifier(model_uri)
         head = load_prior(model.backbone, model_cfg.backbone, list(classes)) if prior else None
         cams, scores = compute_cams(model, frames, [tag_ids] * len(frames), cfg, prior=head)
+        features = appearance_features(model, frames, cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, cams=np.stack(cams), scores=np.stack(scores))
+        np.savez_compressed(
+            path, cams=np.stack(cams), scores=np.stack(scores), features=np.stack(features)
+        )
     data = np.load(path)
-    return list(data["cams"]), data["scores"]
+    return list(data["cams"]), data["scores"], list(data["features"])
 
 
 def measure(root: Path, item: dict, classes: list[str], intro: int, args) -> dict:
     frames = decode(root / item["uri"])
     tag_ids = [classes.index(t) for t in item["tags"]]
-    cams, keep = None, np.ones(len(frames), bool)
+    cams, features, keep = None, None, np.ones(len(frames), bool)
     start = time.perf_counter()
     shots = split_shots(frames, ShotConfig())
     if args.cams:
-        cams, scores = cached_cams(
+        cams, scores, features = cached_cams(
             args.cams, Path(args.cache), item["id"], frames, tag_ids, not args.no_prior
         )
         start = time.perf_counter()  # CAM time is the classifier's, not the graph path's
         keep, _ = relevant_frames(scores.max(axis=1), shots, RelevanceConfig())
         cams = cams if not args.no_cam_unary else None
-    masks = segment_video(frames, cams, tag_ids, keep, shots, args.video_cfg)
+    features = features if not args.no_features else None
+    masks = segment_video(frames, cams, tag_ids, keep, shots, args.video_cfg, features)
     seconds = time.perf_counter() - start
     gts = [
         cv2.imread(str(root / "gt" / item["id"] / f"{t:06d}.png"), 0) for t in range(len(frames))
@@ -113,6 +119,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--cache", default="/tmp/webseg_video_cams", help="CAM cache folder")
     parser.add_argument("--no-cam-unary", action="store_true", help="CAMs for relevance only")
     parser.add_argument("--no-prior", action="store_true", help="CAMs without the ImageNet prior")
+    parser.add_argument(
+        "--no-features", action="store_true", help="colour alone as the appearance term"
+    )
     parser.add_argument("--only", default=None, help="comma-separated item ids")
     parser.add_argument(
         "--set", nargs="*", default=[], help="VideoSegConfig overrides: motion.flow_weight=0.5"

@@ -16,6 +16,9 @@ its score is the larger of the learned and the prior probability (``imagenet_pri
 With ``layer_cam`` (the default) each tag's map is then averaged with its stride-16 LayerCAM
 (pipeline/models/layer_cam.py), so the maps come at the stride-16 grid.
 
+`appearance_features` gives the backbone's stride-8 features of video frames, for the video
+cut's appearance model (pipeline/video/appearance.py).
+
 A classifier trained with adversarial erasing (``classifier.erasing_rounds``) carries one extra
 head per erasing round; each tag's map is then the pixelwise max of the first head's map (fused
 with the prior as above) and the extra heads' peak-normalised maps: the union of the regions the
@@ -336,6 +339,29 @@ def compute_cams(
             for cam, layer in zip(cams, layers, strict=True)
         ]
     return cams, scores
+
+
+APPEARANCE_LEVEL = 1  # forward_levels' index of the stride-8 features
+
+
+@torch.inference_mode()
+def appearance_features(
+    model: CamClassifier, images: list[np.ndarray], cfg: CamConfig, device: str = "cpu"
+) -> list[np.ndarray]:
+    """images: N arrays HxWx3 uint8 RGB (any sizes) -> N arrays C x h x w float16: the backbone's
+    stride-8 features of each image at its scale-1 working size (no flip, no dropout)."""
+    model.eval()
+    for image in images:
+        _check_image(image)
+    images = [bucketed(image, cfg) for image in images]
+    out: list[np.ndarray | None] = [None] * len(images)
+    for indices in _batches(images, images_per_pass(cfg, device)):
+        x = _normalized(model, np.stack([images[i] for i in indices]), device)
+        x = _resize(x, working_size(x.shape[2], x.shape[3], cfg))
+        features = model.backbone.forward_to_level(x, APPEARANCE_LEVEL)
+        for row, index in enumerate(indices):
+            out[index] = features[row].half().cpu().numpy()
+    return out  # type: ignore[return-value]
 
 
 def _check_tags(tags: list[int], num_classes: int) -> None:

@@ -40,8 +40,10 @@ def label_video_window(
     tag_ids: list[int],
     cfg: VideoConfig,
     image_cfg: ImageLabelConfig,
+    features: np.ndarray | None = None,
 ) -> list[FrameLabel]:
-    """frames TxHxWx3 uint8 RGB; cams TxKxhxw float32 in [0,1] or None; scores TxK float32 or None.
+    """frames TxHxWx3 uint8 RGB; cams TxKxhxw float32 in [0,1] or None; scores TxK float32 or None;
+    features TxCxhxw float (the classifier backbone's feature maps) or None.
 
     Frames judged irrelevant to the tags become `filtered` with the relevance reason; the kept ones
     are segmented by the graph path, the per-frame labeller, or both (cfg.mode).
@@ -58,7 +60,10 @@ def label_video_window(
             for t, f in enumerate(frame_list)
         ]
     else:
-        masks = segment_video(frame_list, cam_list, tag_ids, keep, shot_ids, cfg.segment)
+        feature_list = None if features is None else list(features)
+        masks = segment_video(
+            frame_list, cam_list, tag_ids, keep, shot_ids, cfg.segment, feature_list
+        )
         if cfg.mode == "both":
             pairs = zip(frame_list, masks, strict=True)
             masks = [_agree_with_crf(f, m, tag_ids, image_cfg) for f, m in pairs]

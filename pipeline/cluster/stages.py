@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline import schema
-from pipeline.cam import compute_cams
+from pipeline.cam import appearance_features, compute_cams
 from pipeline.cam_config import CamConfig
 from pipeline.checkpoint import load_classifier
 from pipeline.cluster.io_stages import TENSORS, DecodeStage, WriteStage
@@ -34,7 +34,8 @@ def threads_of_this_worker() -> None:
 
 
 class CamStage(BatchStage):
-    """Actor: loads the classifier once; adds CAMs (TxKxhxw) and tag scores (TxK) to each row.
+    """Actor: loads the classifier once; adds CAMs (TxKxhxw) and tag scores (TxK) to each row,
+    and to video rows the backbone's stride-8 features (TxCxhxw) for the cut's appearance model.
 
     All frames of the batch's live rows go through compute_cams together (it batches same-size
     images), so the network sees full batches, not one row at a time; without a model every row
@@ -58,6 +59,7 @@ class CamStage(BatchStage):
 
     def pass_through(self, row: dict) -> dict:
         row[schema.CAM], row[schema.TAG_SCORES] = _no_cams(len(row[schema.FRAMES]))
+        row[schema.FEATURES] = _no_features(len(row[schema.FRAMES]))
         return row
 
     def weight(self, row: dict) -> float:
@@ -68,7 +70,21 @@ class CamStage(BatchStage):
         self._add_cams([r for r in live if r[schema.KIND] != schema.KIND_VIDEO], self.cfg)
         # the video cut's CAM term (threshold, agreement gate) is set for the plain CAMs
         self._add_cams(videos, replace(self.cfg, layer_cam=False))
+        self._add_features(live)
         return [[row] for row in live]
+
+    def _add_features(self, rows: list[dict]) -> None:
+        videos = [r for r in rows if r[schema.KIND] == schema.KIND_VIDEO]
+        frames = [frame for r in videos for frame in r[schema.FRAMES]]
+        features = appearance_features(self.model, frames, self.cfg, self.device) if frames else []
+        at = 0
+        for row in rows:
+            n = len(row[schema.FRAMES])
+            if row[schema.KIND] != schema.KIND_VIDEO:
+                row[schema.FEATURES] = _no_features(n)
+                continue
+            row[schema.FEATURES] = np.stack(features[at : at + n])
+            at += n
 
     def _add_cams(self, rows: list[dict], cfg: CamConfig) -> None:
         frames = [frame for r in rows for frame in r[schema.FRAMES]]
@@ -86,6 +102,10 @@ class CamStage(BatchStage):
 
 def _no_cams(n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((n_frames, 0, 1, 1), np.float32), np.zeros((n_frames, 0), np.float32)
+
+
+def _no_features(n_frames: int) -> np.ndarray:
+    return np.zeros((n_frames, 0, 1, 1), np.float16)
 
 
 def _device() -> str:
@@ -108,6 +128,7 @@ class RefineStage(Stage):
     def compute(self, row: dict) -> list[dict]:
         row = self._refine(row)
         row.pop(schema.FRAMES)
+        row.pop(schema.FEATURES, None)
         return [row]
 
     def pass_through(self, row: dict) -> dict:
@@ -115,6 +136,7 @@ class RefineStage(Stage):
         row[schema.FRAME_STATUS] = dumps([schema.FAILED])
         row[schema.FRAME_REASONS] = dumps([row[schema.REASON]])
         row.pop(schema.FRAMES)
+        row.pop(schema.FEATURES, None)
         return row
 
     def _refine(self, row: dict) -> dict:
@@ -128,8 +150,10 @@ class RefineStage(Stage):
             ]
         else:
             scores = row[schema.TAG_SCORES] if cams is not None else None
+            features = row.get(schema.FEATURES)
+            features = features if features is not None and features.shape[1] else None
             labels = label_video_window(
-                frames, cams, scores, tag_ids, self.cfg.video, self.cfg.image
+                frames, cams, scores, tag_ids, self.cfg.video, self.cfg.image, features
             )
         height, width = frames.shape[1:3]
         masks = [

@@ -1,7 +1,9 @@
 """Video frames -> per-frame pseudo-label masks via motion, colour models and 3D min-cuts.
 
 Per shot: motion evidence with the camera removed (motion.py), optional classifier CAMs, colour
-GMMs seeded from confident pixels of the relevant frames (colour.py), then binary min-cuts over
+GMMs seeded from confident pixels of the relevant frames (colour.py) and, where the classifier's
+backbone features are given, a linear discriminant on them fitted on the same seeds
+(appearance.py), then binary min-cuts over
 windows of consecutive relevant frames with temporal edges along the flow (graph_cut.py). With
 several tags, the CAMs decide which tag each foreground pixel gets.
 """
@@ -16,6 +18,7 @@ import numpy as np
 from pipeline.refine.shape import ShapeConfig, clean_foreground
 from pipeline.refine.tag_regions import contrast_maps
 from pipeline.schema import BACKGROUND, IGNORE
+from pipeline.video.appearance import feature_llr
 from pipeline.video.colour import ColourConfig, apply_lut, colour_lut
 from pipeline.video.graph_cut import CutConfig, cut_volume, uncertain_band
 from pipeline.video.motion import MotionConfig, shot_motion
@@ -28,7 +31,11 @@ class VideoSegConfig:
     window: int = 16  # frames per 3D cut (graph memory ~0.3 GB per 16 frames at 240x430)
     motion_weight: float = 1.0  # weight of the motion log-odds in the unary
     motion_clip: float = 4.0  # |motion log-odds| cap before weighting
-    colour_weight: float = 1.0  # weight of the colour GMM log-likelihood ratio
+    colour_weight: float = 1.0  # weight of the appearance term (colour GMMs, backbone features)
+    # share of that weight given to the backbone features' discriminant when features are given
+    # (the rest stays the colour models'); 0 = colour alone
+    feature_share: float = 0.5
+    feature_ridge: float = 1e-3  # added to the discriminant's covariance (share of mean variance)
     cam_weight: float = 1.0  # weight of the CAM log-odds (when CAMs are given and agree)
     cam_threshold: float = 0.3  # CAM value that reads as 50 % foreground
     # CAM gap (moving minus static pixels) below which CAMs are unused: coarse stride-16 CAMs of a
@@ -103,14 +110,27 @@ def _colour_term(small, fg_seed, bg_seed, cfg: VideoSegConfig) -> np.ndarray:
     return apply_lut(small, lut)
 
 
-def _grabcut(small, prior, flows, keep, cfg: VideoSegConfig):
-    """Colour models seeded from the confident prior, cut, then colour_rounds refits of the models
-    on the cut (GrabCut); -> (TxHxW bool foreground, TxHxW float32 final unary)."""
+def _appearance_term(small, features, fg_seed, bg_seed, cfg: VideoSegConfig) -> np.ndarray:
+    """The weighted appearance log-likelihood ratio: the colour models', mixed with the backbone
+    features' discriminant where features are given and both sides have enough seeds."""
+    colour = _colour_term(small, fg_seed, bg_seed, cfg)
+    share = cfg.feature_share if features is not None else 0.0
+    learned = None
+    if share > 0:
+        learned = feature_llr(features, fg_seed, bg_seed, cfg.feature_ridge, cfg.colour)
+    if learned is None:
+        return cfg.colour_weight * colour
+    return cfg.colour_weight * ((1 - share) * colour + share * learned)
+
+
+def _grabcut(small, features, prior, flows, keep, cfg: VideoSegConfig):
+    """Appearance models seeded from the confident prior, cut, then colour_rounds refits of the
+    models on the cut (GrabCut); -> (TxHxW bool foreground, TxHxW float32 final unary)."""
     prob = 1.0 / (1.0 + np.exp(-prior))
     kept = keep[:, None, None]
     seeds = (kept & (prob > cfg.seed_fg), kept & (prob < cfg.seed_bg))
     for round_ in range(cfg.colour_rounds + 1):
-        unary = prior + cfg.colour_weight * _colour_term(small, *seeds, cfg)
+        unary = prior + _appearance_term(small, features, *seeds, cfg)
         fg = _cut_shot(small, unary, flows, keep, cfg)
         if round_ < cfg.colour_rounds:
             seeds = (kept & fg & (prob > cfg.refit_fg_min), kept & ~fg & (prob < cfg.refit_bg_max))
@@ -178,15 +198,19 @@ def _to_source(labels: np.ndarray, fg: np.ndarray, size: tuple[int, int]) -> np.
     return big
 
 
-def segment_shot(frames, cams, tag_ids, keep, cfg: VideoSegConfig) -> list[np.ndarray | None]:
-    """One shot (lists of n frames/CAMs, keep (n,) bool) -> masks at source resolution."""
+def segment_shot(
+    frames, cams, tag_ids, keep, cfg: VideoSegConfig, features=None
+) -> list[np.ndarray | None]:
+    """One shot (lists of n frames/CAMs/feature maps, keep (n,) bool) -> masks at source
+    resolution."""
     height, width = frames[0].shape[:2]
     work = (max(1, round(width * cfg.work_height / height)), cfg.work_height)
     small = np.stack([cv2.resize(f, work, interpolation=cv2.INTER_AREA) for f in frames])
     motion = shot_motion(small, cfg.motion)
     cams_w = _resize_cams(cams, work) if cams is not None else None
     prior = _prior(motion.prob, cams_w, cfg)
-    fg, unary = _grabcut(small, prior, motion.flows, keep, cfg)
+    feats = np.stack(features) if features is not None else None
+    fg, unary = _grabcut(small, feats, prior, motion.flows, keep, cfg)
     out: list[np.ndarray | None] = [None] * len(frames)
     for t in np.flatnonzero(keep):
         fg[t] = clean_foreground(fg[t], cfg.shape)
@@ -203,11 +227,14 @@ def segment_video(
     keep: np.ndarray,
     shot_ids: np.ndarray,
     cfg: VideoSegConfig,
+    features: list[np.ndarray] | None = None,
 ) -> list[np.ndarray | None]:
     """Pseudo-label masks for the frames of one video.
 
     frames: T x (HxWx3 uint8 RGB, source resolution). cams: T x (K x h x w float32 in [0, 1]),
-    K = len(tag_ids), any h, w; or None (motion and colour only). tag_ids: label indices (>= 1).
+    K = len(tag_ids), any h, w; or None (motion and colour only). features: T x (C x h x w float,
+    any h, w covering the frame) backbone feature maps for the appearance term, or None (colour
+    alone). tag_ids: label indices (>= 1).
     keep: (T,) bool relevant frames. shot_ids: (T,) int shot per frame (temporal links stay
     inside a shot). Returns T masks, HxW uint8 at source resolution: 0 = background, tag id =
     object, 255 = ignore; None where keep is False.
@@ -220,5 +247,6 @@ def segment_video(
         if not keep[a:b].any():
             continue
         shot_cams = cams[a:b] if cams is not None else None
-        out[a:b] = segment_shot(frames[a:b], shot_cams, tag_ids, keep[a:b], cfg)
+        shot_features = features[a:b] if features is not None else None
+        out[a:b] = segment_shot(frames[a:b], shot_cams, tag_ids, keep[a:b], cfg, shot_features)
     return out

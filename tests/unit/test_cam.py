@@ -2,9 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cam import bucketed, class_scores, compute_cams, images_per_pass, working_size
+from pipeline.cam import (
+    appearance_features,
+    bucketed,
+    class_scores,
+    compute_cams,
+    images_per_pass,
+    working_size,
+)
 from pipeline.cam_config import CamConfig
-from pipeline.models.classifier import CamClassifier
+from pipeline.models.classifier import CamClassifier, normalize
 from pipeline.models.config import ModelConfig
 
 CFG = CamConfig(input_size=64, scales=(1.0,), flip=False, batch_size=4)
@@ -160,3 +167,18 @@ def test_images_per_pass_auto_is_two_on_a_cpu_and_eight_on_a_gpu_unless_set():
 def test_cam_batch_size_must_be_a_positive_integer_or_auto(bad):
     with pytest.raises(ValueError, match="batch_size"):
         CamConfig(batch_size=bad)
+
+
+def test_appearance_features_are_the_stride_8_features_of_each_image_alone(model):
+    cfg = CamConfig(input_size=64, size_bucket=32)
+    images = [_image(80, 120, seed) for seed in range(3)] + [_image(64, 64, 9)]
+    features = appearance_features(model, images, cfg)
+    for image, got in zip(images, features, strict=True):
+        x = normalize(torch.from_numpy(bucketed(image, cfg)[None]), model.input_stats)
+        size = working_size(*image.shape[:2], cfg)
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
+        with torch.inference_mode():
+            want = model.backbone.forward_to_level(x, 1)[0]
+        assert got.dtype == np.float16 and got.shape == tuple(want.shape)
+        assert got.shape[1:] == tuple(-(-s // 8) for s in size)
+        np.testing.assert_allclose(got.astype(np.float32), want.numpy(), rtol=1e-2, atol=1e-2)

@@ -2,6 +2,7 @@
 stages give one after the other, row for row and mask for mask; work units (no Ray: the adapters are
 plain callables)."""
 
+import numpy as np
 import pytest
 
 from pipeline import schema
@@ -86,3 +87,20 @@ def test_cam_stage_averages_the_layer_cam_into_image_maps_only(items, tmp_path):
         assert row[schema.CAM].shape[-2:] == (-(-height // stride), -(-width // stride))
         kinds.add(row[schema.KIND])
     assert kinds == {schema.KIND_IMAGE, schema.KIND_VIDEO}
+
+
+def test_cam_stage_gives_video_frames_their_stride_8_features_and_images_none(items, tmp_path):
+    rows, classes = items
+    cfg = PseudoLabelConfig()
+    model_cfg = ModelConfig(backbone="resnet", width=8, num_classes=len(classes) - 1)
+    model_uri = save_model(CamClassifier(model_cfg), model_cfg, str(tmp_path / "c"), list(classes))
+    decoded = decode_batch(to_batch(rows, ()), cfg.decode)
+    for row in iter_rows(CamStage(model_uri, cfg.cam)(decoded)):
+        frames, features = row[schema.FRAMES], row[schema.FEATURES]
+        if row[schema.KIND] == schema.KIND_IMAGE:
+            assert features.shape == (1, 0, 1, 1)
+            continue
+        height, width = working_size(*frames[0].shape[:2], cfg.cam)
+        assert features.dtype == np.float16 and features.shape[1] > 0
+        assert features.shape[0] == len(frames)
+        assert features.shape[2:] == (-(-height // 8), -(-width // 8))
