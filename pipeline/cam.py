@@ -42,6 +42,8 @@ from pipeline.models.imagenet_prior import PriorHead
 from pipeline.models.layer_cam import LEVEL as LAYER_CAM_LEVEL
 from pipeline.models.layer_cam import fuse_with_cams, layer_cam_maps, peak_normalised
 
+APPEARANCE_LEVEL = 1  # forward_levels' index of the stride-8 features (video appearance model)
+
 
 def working_size(height: int, width: int, cfg: CamConfig, scale: float = 1.0) -> tuple[int, int]:
     """(h, w) the image is resized to: short side input_size * scale, aspect kept."""
@@ -155,15 +157,16 @@ def _maps_and_logits(
     device: str,
     prior: PriorHead | None = None,
     masks: dict | None = None,
-    stride16: list | None = None,
+    capture: tuple[int, list] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, list]:
     """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over
     scales/flips and logits (B, C) averaged over them; h, w = the scale-1 feature size. With a
     prior: its maps (B, C, h, w) summed the same way and its probabilities (B, C) averaged.
     Last, per extra (erasing-round) head of the model, its maps (B, C, h, w) summed alike.
     masks: a cache of the stochastic passes' masks shared by the calls of one compute_cams.
-    stride16: a list that gets the scale-1 pass's stride-16 features (B or 2B with the flips,
-    C16, h16, w16) appended, for the LayerCAM (None: not kept)."""
+    capture: (level, list): the list gets the scale-1 pass's features at that forward_levels
+    level (B or 2B with the flips, C, h, w) appended (the LayerCAM's stride-16 features, a video
+    frame's stride-8 ones); None: nothing kept."""
     masks = {} if masks is None else masks
     x = _normalized(model, images, device)
     base = working_size(images.shape[1], images.shape[2], cfg)
@@ -175,9 +178,10 @@ def _maps_and_logits(
     runs = 0
     for scale in cfg.scales:
         inputs = _scaled_inputs(x, cfg, scale)
-        if stride16 is not None and scale == 1.0:
-            stride16.append(model.backbone.forward_to_level(inputs, LAYER_CAM_LEVEL))
-            features = model.backbone.forward_from_level(stride16[-1], LAYER_CAM_LEVEL)
+        if capture is not None and scale == 1.0:
+            level, kept = capture
+            kept.append(model.backbone.forward_to_level(inputs, level))
+            features = model.backbone.forward_from_level(kept[-1], level)
         else:
             features = model.backbone(inputs)
         raw, maps = _heads_maps(heads, features, cfg, out_size, masks)
@@ -247,9 +251,11 @@ def _round_cams(
     device: str,
     prior: PriorHead | None,
     layer_cam: bool,
+    appearance: list | None = None,
 ) -> tuple[list[list[np.ndarray]], list[np.ndarray], list[torch.Tensor] | None]:
     """compute_round_cams' (rounds, scores) and, with layer_cam, each image's (K, h16, w16)
-    LayerCAM maps from the same forward pass's stride-16 features (None without)."""
+    LayerCAM maps from the same forward pass's stride-16 features (None without). appearance: a
+    list that gets each image's appearance_features appended, from the same pass where it can."""
     if len(images) != len(tag_ids):
         raise ValueError(f"{len(images)} images but {len(tag_ids)} tag lists")
     model.eval()
@@ -260,12 +266,23 @@ def _round_cams(
     scores: list[np.ndarray | None] = [None] * len(images)
     masks: dict = {}  # the stochastic passes' masks, drawn once per feature shape
     layers: list[torch.Tensor | None] | None = [None] * len(images) if layer_cam else None
+    shared = appearance is not None and not layer_cam and 1.0 in cfg.scales
+    level = LAYER_CAM_LEVEL if layer_cam else APPEARANCE_LEVEL
+    frames: list[np.ndarray | None] = [None] * len(images)
     for indices in _batches(images, images_per_pass(cfg, device)):
         stack = np.stack([images[i] for i in indices])
-        stride16: list | None = [] if layer_cam else None
+        captured: list = []
+        capture = (level, captured) if layer_cam or shared else None
         maps, logits, prior_maps, prior_probs, extra = _maps_and_logits(
-            model, stack, cfg, device, prior, masks, stride16
+            model, stack, cfg, device, prior, masks, capture
         )
+        stride16 = captured if layer_cam else None
+        if appearance is not None:
+            found = captured[0][: len(indices)] if shared else None
+            for index, feature in zip(
+                indices, _appearance_batch(model, stack, cfg, device, found), strict=True
+            ):
+                frames[index] = feature
         for index in indices:
             _check_tags(tag_ids[index], maps.shape[1])
         if layers is not None:
@@ -287,6 +304,8 @@ def _round_cams(
             extras = [peak_normalised(e[row].index_select(0, channels)) for e in extra]
             rounds[index] = [m.float().cpu().numpy() for m in (selected, *extras)]
             scores[index] = score.float().cpu().numpy()
+    if appearance is not None:
+        appearance.extend(frames)
     return rounds, scores, layers  # type: ignore[return-value]
 
 
@@ -316,6 +335,7 @@ def compute_cams(
     cfg: CamConfig,
     device: str = "cpu",
     prior: PriorHead | None = None,
+    appearance: list | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """CAMs of each image's tags (fused with the ImageNet prior where one is given, merged with
     the erasing rounds' maps where the model has extra heads).
@@ -329,9 +349,12 @@ def compute_cams(
     peak-normalised maps; with cfg.layer_cam, each map averaged with its stride-16 LayerCAM and
     h, w the stride-16 grid instead. scores[i] is (K,) float32: the sigmoid probability of each
     tag (with a prior, the larger of it and the prior probability). No tags: a 0 x h x w array
-    and an empty score array.
+    and an empty score array. appearance: a list that gets each image's appearance_features
+    appended (taken from the CAMs' own scale-1 pass unless layer_cam or the scales need another).
     """
-    rounds, scores, layers = _round_cams(model, images, tag_ids, cfg, device, prior, cfg.layer_cam)
+    rounds, scores, layers = _round_cams(
+        model, images, tag_ids, cfg, device, prior, cfg.layer_cam, appearance
+    )
     cams = [merge_round_maps(maps) for maps in rounds]
     if layers is not None:
         cams = [
@@ -339,9 +362,6 @@ def compute_cams(
             for cam, layer in zip(cams, layers, strict=True)
         ]
     return cams, scores
-
-
-APPEARANCE_LEVEL = 1  # forward_levels' index of the stride-8 features
 
 
 @torch.inference_mode()
@@ -356,12 +376,29 @@ def appearance_features(
     images = [bucketed(image, cfg) for image in images]
     out: list[np.ndarray | None] = [None] * len(images)
     for indices in _batches(images, images_per_pass(cfg, device)):
-        x = _normalized(model, np.stack([images[i] for i in indices]), device)
-        x = _resize(x, working_size(x.shape[2], x.shape[3], cfg))
-        features = model.backbone.forward_to_level(x, APPEARANCE_LEVEL)
-        for row, index in enumerate(indices):
-            out[index] = features[row].half().cpu().numpy()
+        stack = np.stack([images[i] for i in indices])
+        for index, feature in zip(
+            indices, _appearance_batch(model, stack, cfg, device), strict=True
+        ):
+            out[index] = feature
     return out  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def _appearance_batch(
+    model: CamClassifier,
+    stack: np.ndarray,
+    cfg: CamConfig,
+    device: str,
+    found: torch.Tensor | None = None,
+) -> list[np.ndarray]:
+    """appearance_features of a same-size batch: found (the CAM pass's own stride-8 features of
+    the unflipped images) when given, else a forward pass of its own."""
+    if found is None:
+        x = _normalized(model, stack, device)
+        x = _resize(x, working_size(x.shape[2], x.shape[3], cfg))
+        found = model.backbone.forward_to_level(x, APPEARANCE_LEVEL)
+    return [f.half().cpu().numpy() for f in found]
 
 
 def _check_tags(tags: list[int], num_classes: int) -> None:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline import schema
-from pipeline.cam import appearance_features, compute_cams
+from pipeline.cam import compute_cams
 from pipeline.cam_config import CamConfig
 from pipeline.checkpoint import load_classifier
 from pipeline.cluster.io_stages import TENSORS, DecodeStage, WriteStage
@@ -69,34 +69,27 @@ class CamStage(BatchStage):
         videos = [r for r in live if r[schema.KIND] == schema.KIND_VIDEO]
         self._add_cams([r for r in live if r[schema.KIND] != schema.KIND_VIDEO], self.cfg)
         # the video cut's CAM term (threshold, agreement gate) is set for the plain CAMs
-        self._add_cams(videos, replace(self.cfg, layer_cam=False))
-        self._add_features(live)
+        self._add_cams(videos, replace(self.cfg, layer_cam=False), appearance=True)
         return [[row] for row in live]
 
-    def _add_features(self, rows: list[dict]) -> None:
-        videos = [r for r in rows if r[schema.KIND] == schema.KIND_VIDEO]
-        frames = [frame for r in videos for frame in r[schema.FRAMES]]
-        features = appearance_features(self.model, frames, self.cfg, self.device) if frames else []
-        at = 0
+    def _add_cams(self, rows: list[dict], cfg: CamConfig, appearance: bool = False) -> None:
         for row in rows:
-            n = len(row[schema.FRAMES])
-            if row[schema.KIND] != schema.KIND_VIDEO:
-                row[schema.FEATURES] = _no_features(n)
-                continue
-            row[schema.FEATURES] = np.stack(features[at : at + n])
-            at += n
-
-    def _add_cams(self, rows: list[dict], cfg: CamConfig) -> None:
+            row[schema.FEATURES] = _no_features(len(row[schema.FRAMES]))
         frames = [frame for r in rows for frame in r[schema.FRAMES]]
         if not frames:
             return
         tags = [loads(r[schema.TAG_IDS]) for r in rows for _ in r[schema.FRAMES]]
-        cams, scores = compute_cams(self.model, frames, tags, cfg, self.device, self.prior)
+        features: list | None = [] if appearance else None
+        cams, scores = compute_cams(
+            self.model, frames, tags, cfg, self.device, self.prior, features
+        )
         at = 0
         for row in rows:
             n = len(row[schema.FRAMES])
             row[schema.CAM] = np.stack(cams[at : at + n]).astype(np.float32)
             row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
+            if features is not None:
+                row[schema.FEATURES] = np.stack(features[at : at + n])
             at += n
 
 

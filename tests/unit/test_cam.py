@@ -182,3 +182,27 @@ def test_appearance_features_are_the_stride_8_features_of_each_image_alone(model
         assert got.dtype == np.float16 and got.shape == tuple(want.shape)
         assert got.shape[1:] == tuple(-(-s // 8) for s in size)
         np.testing.assert_allclose(got.astype(np.float32), want.numpy(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_cams_hand_on_their_own_pass_features_equal_to_a_separate_pass(model, flip):
+    cfg = CamConfig(input_size=64, scales=(1.0, 1.5), flip=flip, batch_size=2, layer_cam=False)
+    images = [_image(80, 120, seed) for seed in range(3)]
+    kept: list = []
+    cams, _ = compute_cams(model, images, [[1]] * 3, cfg, appearance=kept)
+    plain, _ = compute_cams(model, images, [[1]] * 3, cfg)
+    for a, b in zip(cams, plain, strict=True):
+        np.testing.assert_array_equal(a, b)  # handing the features on changes no map
+    separate = appearance_features(model, images, cfg)
+    assert len(kept) == 3
+    for got, want in zip(kept, separate, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_cams_with_the_layer_cam_still_hand_on_stride_8_features(model):
+    cfg = CamConfig(input_size=64, scales=(1.0,), flip=False, batch_size=2, layer_cam=True)
+    images = [_image(80, 120, seed) for seed in range(2)]
+    kept: list = []
+    compute_cams(model, images, [[1]] * 2, cfg, appearance=kept)
+    for got, want in zip(kept, appearance_features(model, images, cfg), strict=True):
+        np.testing.assert_array_equal(got, want)
