@@ -60,19 +60,23 @@ def cached_cams(model_uri: str, cache: Path, item_id: str, frames, tag_ids, prio
     CamConfig.imagenet_prior)."""
     from pipeline.cam_config import CamConfig
 
-    cfg = CamConfig(imagenet_prior=prior)  # in the key: a changed default must not reuse old maps
+    # as the CAM stage runs video frames (no LayerCAM); in the key: a changed default must not
+    # reuse old maps
+    cfg = CamConfig(imagenet_prior=prior, layer_cam=False)
     stamp = f"{Path(model_uri).resolve()}:{os.path.getmtime(model_uri)}:{prior}:{cfg}:features"
     key = hashlib.sha1(stamp.encode())
     path = cache / key.hexdigest()[:12] / f"{item_id}.npz"
     if not path.exists():
-        from pipeline.cam import appearance_features, compute_cams
+        from pipeline.cam import compute_cams
         from pipeline.checkpoint import load_classifier
         from pipeline.models.imagenet_prior import load_prior
 
         model, model_cfg, classes = load_classifier(model_uri)
         head = load_prior(model.backbone, model_cfg.backbone, list(classes)) if prior else None
-        cams, scores = compute_cams(model, frames, [tag_ids] * len(frames), cfg, prior=head)
-        features = appearance_features(model, frames, cfg)
+        features: list = []
+        cams, scores = compute_cams(
+            model, frames, [tag_ids] * len(frames), cfg, prior=head, appearance=features
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
             path, cams=np.stack(cams), scores=np.stack(scores), features=np.stack(features)
