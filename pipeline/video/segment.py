@@ -58,6 +58,14 @@ class VideoSegConfig:
     cut: CutConfig = field(default_factory=CutConfig)  # pairwise weights and the ignore band
     shape: ShapeConfig = field(default_factory=ShapeConfig)  # holes filled, specks dropped
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.feature_share <= 1:
+            raise ValueError(
+                f"video.segment.feature_share must be in [0, 1], not {self.feature_share}"
+            )
+        if self.feature_ridge < 0:
+            raise ValueError(f"video.segment.feature_ridge must be >= 0, not {self.feature_ridge}")
+
 
 def _logit(p: np.ndarray, clip: float) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)

@@ -2,6 +2,7 @@
 colour models' seeds, and its share of the appearance term."""
 
 import numpy as np
+import pytest
 from conftest import make_clip
 
 from pipeline.video import segment
@@ -87,3 +88,9 @@ def test_features_that_mark_a_colour_alike_object_sharpen_the_cut():
     colour_only = _mean_iou(segment_video(frames, None, [7], keep, shots, cfg), masks)
     with_features = _mean_iou(segment_video(frames, None, [7], keep, shots, cfg, features), masks)
     assert with_features > colour_only + 0.05 and with_features > 0.9
+
+
+def test_a_share_outside_zero_to_one_or_a_negative_ridge_is_refused():
+    for bad in ({"feature_share": 1.5}, {"feature_share": -0.1}, {"feature_ridge": -1.0}):
+        with pytest.raises(ValueError, match="video.segment.feature_"):
+            VideoSegConfig(**bad)
