@@ -157,16 +157,16 @@ def _maps_and_logits(
     device: str,
     prior: PriorHead | None = None,
     masks: dict | None = None,
-    capture: tuple[int, list] | None = None,
+    capture: dict[int, list] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, list]:
     """images (B, H, W, 3) uint8 of one size -> ReLU'd maps (B, C, h, w) summed over
     scales/flips and logits (B, C) averaged over them; h, w = the scale-1 feature size. With a
     prior: its maps (B, C, h, w) summed the same way and its probabilities (B, C) averaged.
     Last, per extra (erasing-round) head of the model, its maps (B, C, h, w) summed alike.
     masks: a cache of the stochastic passes' masks shared by the calls of one compute_cams.
-    capture: (level, list): the list gets the scale-1 pass's features at that forward_levels
-    level (B or 2B with the flips, C, h, w) appended (the LayerCAM's stride-16 features, a video
-    frame's stride-8 ones); None: nothing kept."""
+    capture: {level: list}: each list gets the scale-1 pass's features at that forward_levels
+    level (B or 2B with the flips, C, h, w) appended (the LayerCAM's stride-16 features, the
+    appearance model's stride-8 ones); None or empty: nothing kept."""
     masks = {} if masks is None else masks
     x = _normalized(model, images, device)
     base = working_size(images.shape[1], images.shape[2], cfg)
@@ -178,10 +178,8 @@ def _maps_and_logits(
     runs = 0
     for scale in cfg.scales:
         inputs = _scaled_inputs(x, cfg, scale)
-        if capture is not None and scale == 1.0:
-            level, kept = capture
-            kept.append(model.backbone.forward_to_level(inputs, level))
-            features = model.backbone.forward_from_level(kept[-1], level)
+        if capture and scale == 1.0:
+            features = _forward_capturing(model.backbone, inputs, capture)
         else:
             features = model.backbone(inputs)
         raw, maps = _heads_maps(heads, features, cfg, out_size, masks)
@@ -196,6 +194,17 @@ def _maps_and_logits(
     prior_maps = sums[1] if prior is not None else None
     extra_maps = sums[2:] if prior is not None else sums[1:]
     return sums[0], logits_sum / runs, prior_maps, prior_probs, extra_maps
+
+
+def _forward_capturing(backbone, inputs: torch.Tensor, capture: dict[int, list]) -> torch.Tensor:
+    """backbone(inputs), appending the features at each level of capture to its list."""
+    levels = sorted(capture)
+    x = backbone.forward_to_level(inputs, levels[0])
+    capture[levels[0]].append(x)
+    for start, stop in zip(levels, levels[1:], strict=False):
+        x = backbone.forward_between_levels(x, start, stop)
+        capture[stop].append(x)
+    return backbone.forward_from_level(x, levels[-1])
 
 
 GPU_IMAGES_PER_PASS, CPU_IMAGES_PER_PASS = 8, 2
@@ -266,19 +275,21 @@ def _round_cams(
     scores: list[np.ndarray | None] = [None] * len(images)
     masks: dict = {}  # the stochastic passes' masks, drawn once per feature shape
     layers: list[torch.Tensor | None] | None = [None] * len(images) if layer_cam else None
-    shared = appearance is not None and not layer_cam and 1.0 in cfg.scales
-    level = LAYER_CAM_LEVEL if layer_cam else APPEARANCE_LEVEL
+    shared = appearance is not None and 1.0 in cfg.scales
     frames: list[np.ndarray | None] = [None] * len(images)
     for indices in _batches(images, images_per_pass(cfg, device)):
         stack = np.stack([images[i] for i in indices])
-        captured: list = []
-        capture = (level, captured) if layer_cam or shared else None
+        capture: dict[int, list] = {}
+        if layer_cam:
+            capture[LAYER_CAM_LEVEL] = []
+        if shared:
+            capture[APPEARANCE_LEVEL] = []
         maps, logits, prior_maps, prior_probs, extra = _maps_and_logits(
             model, stack, cfg, device, prior, masks, capture
         )
-        stride16 = captured if layer_cam else None
+        stride16 = capture.get(LAYER_CAM_LEVEL)
         if appearance is not None:
-            found = captured[0][: len(indices)] if shared else None
+            found = capture[APPEARANCE_LEVEL][0][: len(indices)] if shared else None
             for index, feature in zip(
                 indices, _appearance_batch(model, stack, cfg, device, found), strict=True
             ):
@@ -350,7 +361,7 @@ def compute_cams(
     h, w the stride-16 grid instead. scores[i] is (K,) float32: the sigmoid probability of each
     tag (with a prior, the larger of it and the prior probability). No tags: a 0 x h x w array
     and an empty score array. appearance: a list that gets each image's appearance_features
-    appended (taken from the CAMs' own scale-1 pass unless layer_cam or the scales need another).
+    appended (taken from the CAMs' own scale-1 pass unless the scales leave 1.0 out).
     """
     rounds, scores, layers = _round_cams(
         model, images, tag_ids, cfg, device, prior, cfg.layer_cam, appearance

@@ -147,6 +147,12 @@ class ResNet(nn.Module):
             x = layer(x)
         return x
 
+    def forward_between_levels(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """forward_to_level(x, stop) from forward_to_level(x, start)'s output (start <= stop)."""
+        for layer in self._layers()[start + 1 : stop + 1]:
+            x = layer(x)
+        return x
+
     def forward_from_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
         """The rest of forward from forward_to_level's output."""
         for layer in self._layers()[level + 1 :]:

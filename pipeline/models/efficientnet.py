@@ -181,6 +181,12 @@ class EfficientNetLite(nn.Module):
             x = block(x)
         return x
 
+    def forward_between_levels(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """forward_to_level(x, stop) from forward_to_level(x, start)'s output (start <= stop)."""
+        for block in self._blocks[self._level_ends[start] + 1 : self._level_ends[stop] + 1]:
+            x = block(x)
+        return x
+
     def forward_from_level(self, x: torch.Tensor, level: int) -> torch.Tensor:
         """The rest of forward from forward_to_level's output: forward(x) ==
         forward_from_level(forward_to_level(x, level), level)."""

@@ -23,6 +23,9 @@ def test_forward_splits_at_the_stride16_level_into_the_same_forward(backbone):
         middle = net.forward_to_level(x, 2)
         assert middle.shape[-2:] == (4, 6)  # stride 16
         assert torch.allclose(net.forward_from_level(middle, 2), net(x), atol=1e-5)
+        stride8 = net.forward_to_level(x, 1)
+        assert stride8.shape[-2:] == (8, 12)
+        assert torch.allclose(net.forward_between_levels(stride8, 1, 2), middle, atol=1e-5)
 
 
 class _ToyBackbone(nn.Module):
