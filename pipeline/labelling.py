@@ -27,10 +27,16 @@ class FrameLabel:
 
 
 def label_image_item(
-    image: np.ndarray, cam: np.ndarray | None, tag_ids: list[int], cfg: ImageLabelConfig
+    image: np.ndarray,
+    cam: np.ndarray | None,
+    tag_ids: list[int],
+    cfg: ImageLabelConfig,
+    features: np.ndarray | None = None,
 ) -> FrameLabel:
-    """image HxWx3 uint8 RGB, cam Kxhxw float32 in [0,1] or None -> one labelled FrameLabel."""
-    return FrameLabel(schema.LABELLED, None, label_image(image, cam, tag_ids, cfg))
+    """image HxWx3 uint8 RGB, cam Kxhxw float32 in [0,1] or None, features Cxhxw (the backbone's
+    stride-8 features) or None -> one labelled FrameLabel."""
+    mask = label_image(image, cam, tag_ids, cfg, features=features)
+    return FrameLabel(schema.LABELLED, None, mask)
 
 
 def label_video_window(

@@ -25,8 +25,8 @@ IMAGE = "image"  # HxWx3 uint8 RGB
 TAG_IDS = "tag_ids"  # list[int]: label-space indices of the item's known tags
 CAM = "cam"  # KxhXw float32 in [0, 1], one map per entry of TAG_IDS (working resolution)
 TAG_SCORES = "tag_scores"  # list[float]: classifier probability per entry of TAG_IDS
-# TxCxhxw float16: the classifier backbone's stride-8 features per video frame (the video cut's
-# appearance term); Tx0x1x1 for images and without a classifier
+# TxCxhxw float16: the classifier backbone's stride-8 features per image or video frame (the
+# appearance models of the image GrabCut step and the video cut); Tx0x1x1 without a classifier
 FEATURES = "features"
 MASK = "mask"  # HxW uint8 class indices, IGNORE = 255
 GROUP = "group"  # video id + window: frames of one group meet in one task

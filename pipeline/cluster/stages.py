@@ -67,7 +67,8 @@ class CamStage(BatchStage):
 
     def compute_batch(self, live: list[dict]) -> list[list[dict]]:
         videos = [r for r in live if r[schema.KIND] == schema.KIND_VIDEO]
-        self._add_cams([r for r in live if r[schema.KIND] != schema.KIND_VIDEO], self.cfg)
+        images = [r for r in live if r[schema.KIND] != schema.KIND_VIDEO]
+        self._add_cams(images, self.cfg, appearance=True)
         # the video cut's CAM term (threshold, agreement gate) is set for the plain CAMs
         self._add_cams(videos, replace(self.cfg, layer_cam=False), appearance=True)
         return [[row] for row in live]
@@ -136,11 +137,10 @@ class RefineStage(Stage):
         frames, tag_ids = row[schema.FRAMES], loads(row[schema.TAG_IDS])
         cams = row[schema.CAM] if row[schema.CAM].shape[1] else None
         if row[schema.KIND] == schema.KIND_IMAGE:
-            labels = [
-                label_image_item(
-                    frames[0], None if cams is None else cams[0], tag_ids, self.cfg.image
-                )
-            ]
+            features = row.get(schema.FEATURES)
+            feature = features[0] if features is not None and features.shape[1] else None
+            cam = None if cams is None else cams[0]
+            labels = [label_image_item(frames[0], cam, tag_ids, self.cfg.image, feature)]
         else:
             scores = row[schema.TAG_SCORES] if cams is not None else None
             features = row.get(schema.FEATURES)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipeline.refine.appearance_cut import appearance_cut
 from pipeline.refine.crf import CRFConfig, dense_crf
 from pipeline.refine.objectness import (
     ObjectnessConfig,
@@ -60,6 +61,9 @@ class CamCRFConfig:
     grabcut_sure_bg: float = 0.05  # CAM at or below this: sure background (IRN's conf_bg_thres)
     grabcut_band: float = 0.15  # GrabCut grows the CRF's foreground at most this far (share of
     # the image diagonal): pixels farther away are sure background; 0 = no limit
+    # with the backbone's stride-8 features: GrabCut as a min-cut on colour models and a feature
+    # discriminant, this share of the appearance term the features' (0: OpenCV's GrabCut, colour)
+    grabcut_feature_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.grabcut_rounds < 0:
@@ -68,6 +72,11 @@ class CamCRFConfig:
             raise ValueError(
                 "cam_crf needs 0 <= grabcut_sure_bg < grabcut_sure_fg <= 1, not "
                 f"{self.grabcut_sure_bg} and {self.grabcut_sure_fg}"
+            )
+        if not 0 <= self.grabcut_feature_share <= 1:
+            raise ValueError(
+                "cam_crf.grabcut_feature_share must be in [0, 1], not "
+                f"{self.grabcut_feature_share}"
             )
         if not 0 <= self.grabcut_band <= 1:
             raise ValueError(f"cam_crf.grabcut_band must be in [0, 1], not {self.grabcut_band}")
@@ -145,20 +154,29 @@ def cam_crf_labels(
     tag_ids: list[int],
     cfg: CamCRFConfig,
     prior: np.ndarray | None = None,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
     """image HxWx3 uint8 RGB, cams KxHxW float32 in [0, 1], K tag ids (prior: optional HxW
-    built-in foreground prior) -> HxW uint8 labels (0 background, tag id, 255 = ignore where the
-    CRF posterior is below ``confidence``)."""
+    built-in foreground prior; features: optional C x h x w backbone features for GrabCut) ->
+    HxW uint8 labels (0 background, tag id, 255 = ignore where the CRF posterior is below
+    ``confidence``)."""
     scores = np.concatenate([background_score(cams, cfg, prior)[None], cams])
     probs = scores / np.maximum(scores.sum(axis=0, keepdims=True), 1e-6)
     post = dense_crf(image, probs, cfg.crf)
     labels = np.array([BACKGROUND, *tag_ids], np.uint8)[post.argmax(axis=0)]
     labels[post.max(axis=0) < cfg.confidence] = IGNORE
-    return grabcut_grow(image, cams, labels, tag_ids, cfg) if cfg.grabcut_rounds else labels
+    if not cfg.grabcut_rounds:
+        return labels
+    return grabcut_grow(image, cams, labels, tag_ids, cfg, features)
 
 
 def grabcut_grow(
-    image: np.ndarray, cams: np.ndarray, labels: np.ndarray, tag_ids: list[int], cfg: CamCRFConfig
+    image: np.ndarray,
+    cams: np.ndarray,
+    labels: np.ndarray,
+    tag_ids: list[int],
+    cfg: CamCRFConfig,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
     """image HxWx3 uint8 RGB, cams KxHxW float32 in [0, 1], labels HxW uint8 from the CRF (0,
     tag ids, 255 = ignore) -> HxW uint8 labels after GrabCut (Rother et al. 2004). The CRF's
@@ -167,7 +185,9 @@ def grabcut_grow(
     pixels farther than grabcut_band (share of the diagonal) from the CRF's foreground: a small
     object's diffuse CAM leaves almost no pixel under grabcut_sure_bg, and without the band the cut
     floods a uniform scene around it. Pixels the cut adds take the tag of their strongest CAM;
-    pixels it drops become background; ignore stays. Deterministic: OpenCV's RNG is seeded per call."""
+    pixels it drops become background; ignore stays. Deterministic: OpenCV's RNG is seeded per call.
+    With features (C x h x w) and grabcut_feature_share > 0, the cut is appearance_cut's instead
+    of OpenCV's: the same initialisation, colour models and a feature discriminant."""
     foreground = (labels != BACKGROUND) & (labels != IGNORE)
     peak = cams.max(axis=0)
     prob = np.where(foreground, 0.75, 0.25).astype(np.float32)
@@ -175,7 +195,11 @@ def grabcut_grow(
     prob[peak <= cfg.grabcut_sure_bg] = 0.0
     if cfg.grabcut_band > 0 and foreground.any():
         prob[_distance_from(foreground) > cfg.grabcut_band * float(np.hypot(*labels.shape))] = 0.0
-    cut = grabcut_prob(image, prob, cfg.grabcut_rounds, side=max(image.shape[:2])) > 0.5
+    if features is not None and cfg.grabcut_feature_share > 0:
+        share = cfg.grabcut_feature_share
+        cut = appearance_cut(image, prob, features, share, cfg.grabcut_rounds)
+    else:
+        cut = grabcut_prob(image, prob, cfg.grabcut_rounds, side=max(image.shape[:2])) > 0.5
     grown = np.where(cut & foreground, labels, assign_tags(cut, cams, tag_ids))
     grown[labels == IGNORE] = IGNORE
     return grown
@@ -218,6 +242,7 @@ def label_image(
     tag_ids: list[int],
     cfg: ImageLabelConfig,
     prior: np.ndarray | None = None,
+    features: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pseudo-label one image.
 
@@ -226,6 +251,8 @@ def label_image(
     indices (>= 1) of the item's tags; empty for a negative image. prior: optional hxw float32
     built-in foreground prior in [0, 1] (pipeline.models.activation_prior) at any resolution,
     needed only by ``cam_crf.background`` / ``objectness.saliency_source`` "builtin" or "both".
+    features: optional C x h x w backbone features (pipeline.cam.appearance_features) for the
+    cam_crf route's GrabCut step (``cam_crf.grabcut_feature_share``).
     Returns HxW uint8 at source resolution: 0 = background, tag id = that class, 255 = ignore.
     """
     height, width = image.shape[:2]
@@ -237,7 +264,7 @@ def label_image(
         if cams is None:  # no evidence: a centre prior for the first tag, nothing for the rest
             cams = np.zeros((len(tag_ids), h, w), np.float32)
             cams[0] = centre_prior(h, w, cfg.cam_crf.no_cam_sigma)
-        labels = cam_crf_labels(small, cams, tag_ids, cfg.cam_crf, _at(prior, h, w))
+        labels = cam_crf_labels(small, cams, tag_ids, cfg.cam_crf, _at(prior, h, w), features)
     else:
         sal = _objectness_cue(small, prior, cfg)
         if cfg.method == "objectness":
