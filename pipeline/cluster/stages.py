@@ -68,19 +68,17 @@ class CamStage(BatchStage):
     def compute_batch(self, live: list[dict]) -> list[list[dict]]:
         videos = [r for r in live if r[schema.KIND] == schema.KIND_VIDEO]
         images = [r for r in live if r[schema.KIND] != schema.KIND_VIDEO]
-        self._add_cams(images, self.cfg, appearance=True)
+        self._add_cams(images, self.cfg)
         # the video cut's CAM term (threshold, agreement gate) is set for the plain CAMs
-        self._add_cams(videos, replace(self.cfg, layer_cam=False), appearance=True)
+        self._add_cams(videos, replace(self.cfg, layer_cam=False))
         return [[row] for row in live]
 
-    def _add_cams(self, rows: list[dict], cfg: CamConfig, appearance: bool = False) -> None:
-        for row in rows:
-            row[schema.FEATURES] = _no_features(len(row[schema.FRAMES]))
+    def _add_cams(self, rows: list[dict], cfg: CamConfig) -> None:
         frames = [frame for r in rows for frame in r[schema.FRAMES]]
         if not frames:
             return
         tags = [loads(r[schema.TAG_IDS]) for r in rows for _ in r[schema.FRAMES]]
-        features: list | None = [] if appearance else None
+        features: list = []
         cams, scores = compute_cams(
             self.model, frames, tags, cfg, self.device, self.prior, features
         )
@@ -89,8 +87,7 @@ class CamStage(BatchStage):
             n = len(row[schema.FRAMES])
             row[schema.CAM] = np.stack(cams[at : at + n]).astype(np.float32)
             row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
-            if features is not None:
-                row[schema.FEATURES] = np.stack(features[at : at + n])
+            row[schema.FEATURES] = np.stack(features[at : at + n])
             at += n
 
 

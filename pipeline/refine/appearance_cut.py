@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.video.appearance import feature_llr
-from pipeline.video.colour import ColourConfig, apply_lut, colour_lut
+from pipeline.video.colour import ColourConfig, colour_llr
 from pipeline.video.graph_cut import CutConfig, cut_volume
 
 SURE = 50.0  # log-odds of the sure pixels: no appearance can flip them
@@ -33,8 +33,7 @@ def appearance_cut(
     for _ in range(rounds):
         if fg_seed.sum() < colour_cfg.min_seeds or bg_seed.sum() < colour_cfg.min_seeds:
             break
-        lut = colour_lut(image[fg_seed], image[bg_seed], colour_cfg)
-        colour = apply_lut(image[None], lut)[0] if lut is not None else np.zeros(prob.shape)
+        colour = colour_llr(image, fg_seed, bg_seed, colour_cfg)
         learned = feature_llr(features[None], fg_seed[None], bg_seed[None], ridge, colour_cfg)
         term = colour if learned is None else (1 - share) * colour + share * learned[0]
         unary = np.where(sure_fg | sure_bg, prior, prior + term).astype(np.float32)

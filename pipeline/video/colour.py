@@ -99,3 +99,14 @@ def apply_lut(images: np.ndarray, lut: np.ndarray) -> np.ndarray:
     shift = 8 - int(np.log2(lut.shape[0]))
     q = images >> shift
     return lut[q[..., 0], q[..., 1], q[..., 2]]
+
+
+def colour_llr(
+    images: np.ndarray, fg_seed: np.ndarray, bg_seed: np.ndarray, cfg: ColourConfig
+) -> np.ndarray:
+    """images ...x3 uint8 RGB, seed masks of their shape without the channel -> ... float32
+    colour log-likelihood ratio from models fitted on the seeds (zeros when too few seeds)."""
+    lut = colour_lut(images[fg_seed], images[bg_seed], cfg)
+    if lut is None:
+        return np.zeros(fg_seed.shape, np.float32)
+    return apply_lut(images, lut)

@@ -19,7 +19,7 @@ from pipeline.refine.shape import ShapeConfig, clean_foreground
 from pipeline.refine.tag_regions import contrast_maps
 from pipeline.schema import BACKGROUND, IGNORE
 from pipeline.video.appearance import feature_llr
-from pipeline.video.colour import ColourConfig, apply_lut, colour_lut
+from pipeline.video.colour import ColourConfig, colour_llr
 from pipeline.video.graph_cut import CutConfig, cut_volume, uncertain_band
 from pipeline.video.motion import MotionConfig, shot_motion
 from pipeline.video.shots import shot_ranges
@@ -112,10 +112,7 @@ def _cam_term(cam: np.ndarray, motion_prob: np.ndarray, cfg: VideoSegConfig) -> 
 
 def _colour_term(small, fg_seed, bg_seed, cfg: VideoSegConfig) -> np.ndarray:
     """Colour log-likelihood ratio per pixel from seed masks (zeros when too few seeds)."""
-    lut = colour_lut(small[fg_seed], small[bg_seed], cfg.colour)
-    if lut is None:
-        return np.zeros(fg_seed.shape, np.float32)
-    return apply_lut(small, lut)
+    return colour_llr(small, fg_seed, bg_seed, cfg.colour)
 
 
 def _appearance_term(small, features, fg_seed, bg_seed, cfg: VideoSegConfig) -> np.ndarray:

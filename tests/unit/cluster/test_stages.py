@@ -74,14 +74,20 @@ def test_work_units_put_each_video_alone_and_first_then_images_a_few_at_a_time()
     assert work_units([], 8) == []
 
 
-def test_cam_stage_averages_the_layer_cam_into_image_maps_only(items, tmp_path):
+def _cam_stage_rows(items, tmp_path) -> tuple[PseudoLabelConfig, list[dict]]:
+    """The default config and the CAM stage's output rows for the items (a small random ResNet)."""
     rows, classes = items
     cfg = PseudoLabelConfig()
     model_cfg = ModelConfig(backbone="resnet", width=8, num_classes=len(classes) - 1)
     model_uri = save_model(CamClassifier(model_cfg), model_cfg, str(tmp_path / "c"), list(classes))
     decoded = decode_batch(to_batch(rows, ()), cfg.decode)
+    return cfg, list(iter_rows(CamStage(model_uri, cfg.cam)(decoded)))
+
+
+def test_cam_stage_averages_the_layer_cam_into_image_maps_only(items, tmp_path):
+    cfg, out = _cam_stage_rows(items, tmp_path)
     kinds = set()
-    for row in iter_rows(CamStage(model_uri, cfg.cam)(decoded)):
+    for row in out:
         height, width = working_size(*row[schema.FRAMES][0].shape[:2], cfg.cam)
         stride = 32 if row[schema.KIND] == schema.KIND_VIDEO else 16  # frames: the plain CAMs
         assert row[schema.CAM].shape[-2:] == (-(-height // stride), -(-width // stride))
@@ -90,12 +96,8 @@ def test_cam_stage_averages_the_layer_cam_into_image_maps_only(items, tmp_path):
 
 
 def test_cam_stage_gives_every_frame_its_stride_8_features(items, tmp_path):
-    rows, classes = items
-    cfg = PseudoLabelConfig()
-    model_cfg = ModelConfig(backbone="resnet", width=8, num_classes=len(classes) - 1)
-    model_uri = save_model(CamClassifier(model_cfg), model_cfg, str(tmp_path / "c"), list(classes))
-    decoded = decode_batch(to_batch(rows, ()), cfg.decode)
-    for row in iter_rows(CamStage(model_uri, cfg.cam)(decoded)):
+    cfg, out = _cam_stage_rows(items, tmp_path)
+    for row in out:
         frames, features = row[schema.FRAMES], row[schema.FEATURES]
         height, width = working_size(*frames[0].shape[:2], cfg.cam)
         assert features.dtype == np.float16 and features.shape[1] > 0
