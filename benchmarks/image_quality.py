@@ -75,14 +75,15 @@ def cam_cache_file(model_uri: str, cam_cfg: CamConfig, root: Path, cache_dir: Pa
     """One npz per (checkpoint file + mtime, CamConfig, collection)."""
     model = Path(model_uri).resolve()
     stamp = model.stat().st_mtime if model.exists() else 0
-    key = f"{model}:{stamp}:{cam_cfg}:{root.resolve()}:prior-fused"  # earlier caches: no prior
+    key = f"{model}:{stamp}:{cam_cfg}:{root.resolve()}:prior-fused:features"  # as the CAM stage
     return cache_dir / f"{model.parent.name}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
 
 
 def classifier_cams(
     root: Path, items: list[dict], model_uri: str, cam_cfg: CamConfig, cache_dir: Path
 ) -> dict[str, np.ndarray]:
-    """item id -> K x h x w CAMs of its tags, from the cache or computed (and cached) now."""
+    """item id -> K x h x w CAMs of its tags, and "<id>.features" -> the C x h/8 x w/8 backbone
+    features the CAM stage hands on, from the cache or computed (and cached) now."""
     path = cam_cache_file(model_uri, cam_cfg, root, cache_dir)
     if path.exists():
         with np.load(path) as data:
@@ -104,8 +105,11 @@ def classifier_cams(
     for start in range(0, len(items), 8):
         chunk = items[start : start + 8]
         images = [read_rgb(root, it) for it in chunk]
-        cams, _ = compute_cams(model, images, [it["tag_ids"] for it in chunk], cam_cfg, prior=prior)
-        out.update({it["id"]: c for it, c in zip(chunk, cams, strict=True)})
+        features: list = []
+        tags = [it["tag_ids"] for it in chunk]
+        cams, _ = compute_cams(model, images, tags, cam_cfg, prior=prior, appearance=features)
+        for it, cam, feature in zip(chunk, cams, features, strict=True):
+            out[it["id"]], out[f"{it['id']}.features"] = cam, feature
     print(f"CAMs of {len(items)} images in {time.perf_counter() - wall:.0f} s -> {path}")
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **out)
@@ -127,10 +131,11 @@ def scores(conf: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.nanmean(iou)), iou
 
 
-def score_item(job: tuple[Path, dict, ImageLabelConfig, str | np.ndarray]) -> tuple:
+def score_item(job: tuple) -> tuple:
     """Label one item -> (confusion matrix, non-ignore pixels, pixels, (wall s, CPU s)).
-    ``cam_source``: "none", "centre" or the item's precomputed K x h x w CAMs."""
-    root, it, cfg, cam_source = job
+    job: (root, item, config, cam_source, features); ``cam_source``: "none", "centre" or the
+    item's precomputed K x h x w CAMs; features: its backbone features or None."""
+    root, it, cfg, cam_source, features = job
     image = read_rgb(root, it)
     gt = cv2.imread(str(root / "gt" / f"{it['id']}.png"), cv2.IMREAD_GRAYSCALE)
     if isinstance(cam_source, np.ndarray):
@@ -140,7 +145,7 @@ def score_item(job: tuple[Path, dict, ImageLabelConfig, str | np.ndarray]) -> tu
     else:
         cam = None
     wall, cpu = time.perf_counter(), time.process_time()
-    mask = label_image(image, cam, it["tag_ids"], cfg)
+    mask = label_image(image, cam, it["tag_ids"], cfg, features=features)
     seconds = (time.perf_counter() - wall, time.process_time() - cpu)
     return confusion(gt, mask), int((mask != IGNORE).sum()), mask.size, seconds
 
@@ -152,9 +157,15 @@ def evaluate(
     cam_source: str | dict[str, np.ndarray],
     workers: int,
 ) -> dict:
-    """Whole-collection scores; ``cam_source`` is "none", "centre" or item id -> CAMs."""
-    pick = (lambda it: cam_source[it["id"]]) if isinstance(cam_source, dict) else None
-    jobs = [(root, it, cfg, pick(it) if pick else cam_source) for it in items]
+    """Whole-collection scores; ``cam_source`` is "none", "centre" or item id -> CAMs (and
+    "<id>.features" -> backbone features, as classifier_cams returns)."""
+    if isinstance(cam_source, dict):
+        jobs = [
+            (root, it, cfg, cam_source[it["id"]], cam_source.get(f"{it['id']}.features"))
+            for it in items
+        ]
+    else:
+        jobs = [(root, it, cfg, cam_source, None) for it in items]
     if workers > 1:
         with multiprocessing.Pool(workers) as pool:
             results = pool.map(score_item, jobs, chunksize=4)

@@ -35,7 +35,8 @@ def threads_of_this_worker() -> None:
 
 class CamStage(BatchStage):
     """Actor: loads the classifier once; adds CAMs (TxKxhxw) and tag scores (TxK) to each row,
-    and to video rows the backbone's stride-8 features (TxCxhxw) for the cut's appearance model.
+    and the backbone's stride-8 features (TxCxhxw) for the appearance terms of the video cut and
+    the image route's GrabCut step.
 
     All frames of the batch's live rows go through compute_cams together (it batches same-size
     images), so the network sees full batches, not one row at a time; without a model every row

@@ -60,15 +60,16 @@ def _sample(features: np.ndarray, seed: np.ndarray, limit: int, rng) -> np.ndarr
         t, y, x = t[pick], y[pick], x[pick]
     _, _, h, w = features.shape
     height, width = seed.shape[1:]
+    channels_last = np.ascontiguousarray(features.transpose(0, 2, 3, 1))  # gathers whole rows
     fy = np.clip((y + 0.5) * h / height - 0.5, 0, h - 1)
     fx = np.clip((x + 0.5) * w / width - 0.5, 0, w - 1)
     y0, x0 = np.floor(fy).astype(int), np.floor(fx).astype(int)
     y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    ay, ax = (fy - y0)[:, None], (fx - x0)[:, None]
+    ay, ax = (fy - y0).astype(np.float32)[:, None], (fx - x0).astype(np.float32)[:, None]
 
     def at(yy, xx):
-        return features[t, :, yy, xx].astype(np.float64)
+        return channels_last[t, yy, xx].astype(np.float32)
 
     top = at(y0, x0) * (1 - ax) + at(y0, x1) * ax
     bottom = at(y1, x0) * (1 - ax) + at(y1, x1) * ax
-    return top * (1 - ay) + bottom * ay
+    return (top * (1 - ay) + bottom * ay).astype(np.float64)

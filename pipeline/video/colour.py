@@ -39,40 +39,61 @@ def fit_gmm(samples: np.ndarray, k: int, iterations: int) -> Gmm:
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     cv2.setRNGSeed(0)
     _, labels, _ = cv2.kmeans(data, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
-    resp = np.eye(k)[labels.ravel()]
-    x = data.astype(np.float64)
-    gmm = _m_step(x, resp)
+    moments = _moments(data.astype(np.float64))
+    gmm = _m_step(moments, np.eye(k)[labels.ravel()].T)
     for _ in range(iterations):
-        log_p = _component_loglik(x, gmm)
-        resp = np.exp(log_p - log_p.max(axis=1, keepdims=True))
-        resp /= resp.sum(axis=1, keepdims=True)
-        gmm = _m_step(x, resp)
+        log_p = _component_loglik(moments, gmm)
+        resp = np.exp(log_p - log_p.max(axis=0))
+        resp /= resp.sum(axis=0)
+        gmm = _m_step(moments, resp)
     return gmm
 
 
-def _m_step(x: np.ndarray, resp: np.ndarray) -> Gmm:
-    mass = resp.sum(axis=0) + 1e-9
-    means = (resp.T @ x) / mass[:, None]
-    centred = x[None] - means[:, None]  # K x N x 3
-    covs = np.einsum("kn,kni,knj->kij", resp.T, centred, centred) / mass[:, None, None]
+# Both EM steps are one matrix product with the samples' moments (N x 10: the six products
+# x_i x_j, the three x_i, and 1): a Gaussian's log-density is linear in them, and so are the
+# weighted sums the M-step needs. Responsibilities are K x N, so the reductions over the few
+# components run along whole rows.
+_PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+
+
+def _moments(x: np.ndarray) -> np.ndarray:
+    """Nx3 float64 -> Nx10 [x_i x_j for _PAIRS, x_0, x_1, x_2, 1]."""
+    products = [x[:, i] * x[:, j] for i, j in _PAIRS]
+    return np.stack([*products, x[:, 0], x[:, 1], x[:, 2], np.ones(len(x))], axis=1)
+
+
+def _m_step(moments: np.ndarray, resp: np.ndarray) -> Gmm:
+    """moments Nx10, resp KxN -> the weighted maximum-likelihood mixture."""
+    sums = resp @ moments  # K x 10
+    mass = sums[:, 9] + 1e-9
+    means = sums[:, 6:9] / mass[:, None]
+    second = np.empty((len(mass), 3, 3))
+    for col, (i, j) in enumerate(_PAIRS):
+        second[:, i, j] = second[:, j, i] = sums[:, col] / mass
+    covs = second - means[:, :, None] * means[:, None, :]
     covs += np.eye(3)[None] * 4.0  # regularise: a few grey levels of noise in every direction
     return Gmm(mass / mass.sum(), means, covs)
 
 
-def _component_loglik(x: np.ndarray, gmm: Gmm) -> np.ndarray:
-    """Nx3 -> NxK log(weight_k * N(x | mean_k, cov_k))."""
+def _component_loglik(moments: np.ndarray, gmm: Gmm) -> np.ndarray:
+    """moments Nx10 -> KxN log(weight_k * N(x | mean_k, cov_k))."""
     inv = np.linalg.inv(gmm.covs)
     _, logdet = np.linalg.slogdet(gmm.covs)
-    centred = x[:, None, :] - gmm.means[None]  # N x K x 3
-    maha = np.einsum("nki,kij,nkj->nk", centred, inv, centred)
-    return np.log(gmm.weights)[None] - 0.5 * (maha + logdet[None] + 3 * np.log(2 * np.pi))
+    pull = np.einsum("kij,kj->ki", inv, gmm.means)  # A m
+    coef = np.empty((len(inv), 10))
+    for col, (i, j) in enumerate(_PAIRS):
+        coef[:, col] = inv[:, i, j] * (1 if i == j else 2)
+    coef[:, 6:9] = -2 * pull
+    coef[:, 9] = np.einsum("ki,ki->k", gmm.means, pull)
+    maha = coef @ moments.T
+    return np.log(gmm.weights)[:, None] - 0.5 * (maha + logdet[:, None] + 3 * np.log(2 * np.pi))
 
 
 def gmm_loglik(x: np.ndarray, gmm: Gmm) -> np.ndarray:
     """Nx3 -> N log-likelihoods under the mixture."""
-    comp = _component_loglik(x.astype(np.float64), gmm)
-    top = comp.max(axis=1)
-    return top + np.log(np.exp(comp - top[:, None]).sum(axis=1))
+    comp = _component_loglik(_moments(x.astype(np.float64)), gmm)
+    top = comp.max(axis=0)
+    return top + np.log(np.exp(comp - top).sum(axis=0))
 
 
 def colour_lut(fg: np.ndarray, bg: np.ndarray, cfg: ColourConfig) -> np.ndarray | None:
