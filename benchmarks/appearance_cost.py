@@ -11,19 +11,15 @@ Prints frames/s of each and the ratios to the CAMs alone.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import time
 from pathlib import Path
 
+from cam_cost import classifier_with_prior, cost_args, seconds_in_turn
 from video_quality import decode
 
 from pipeline.cam import appearance_features, compute_cams
 from pipeline.cam_config import CamConfig
-from pipeline.checkpoint import load_classifier
 from pipeline.collection import load_label_space
-from pipeline.models.imagenet_prior import load_prior
 
 
 def video_frames(root: Path, limit: int) -> list[tuple]:
@@ -38,17 +34,9 @@ def video_frames(root: Path, limit: int) -> list[tuple]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument(
-        "--collection", default=os.environ.get("WSSS_SAMPLE_DIR", "../shared/data/dev")
-    )
-    parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--chunk", type=int, default=8)
-    args = parser.parse_args()
+    args = cost_args(__doc__)
     frames = video_frames(Path(args.collection), args.limit)
-    model, model_cfg, classes = load_classifier(args.model)
-    prior = load_prior(model.backbone, model_cfg.backbone, list(classes))
+    model, prior = classifier_with_prior(args.model)
     cfg = CamConfig(layer_cam=False)
 
     def cams(images, tags):
@@ -62,14 +50,11 @@ def main() -> None:
         appearance_features(model, images, cfg)
 
     runs = {"CAMs alone": cams, "features from the CAM pass": shared, "separate pass": separate}
-    seconds = dict.fromkeys(runs, 0.0)
-    for start in range(0, len(frames), args.chunk):
-        images = [f for f, _ in frames[start : start + args.chunk]]
-        tags = [t for _, t in frames[start : start + args.chunk]]
-        for name, run in runs.items():
-            began = time.perf_counter()
-            run(images, tags)
-            seconds[name] += time.perf_counter() - began
+    chunks = (
+        ([f for f, _ in part], [t for _, t in part])
+        for part in (frames[s : s + args.chunk] for s in range(0, len(frames), args.chunk))
+    )
+    seconds = seconds_in_turn(chunks, runs)
     base = seconds["CAMs alone"]
     for name in runs:
         print(

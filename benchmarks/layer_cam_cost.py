@@ -9,42 +9,30 @@ Prints images/s of each and the ratio.
 
 from __future__ import annotations
 
-import argparse
-import os
-import time
 from pathlib import Path
 
+from cam_cost import classifier_with_prior, cost_args, seconds_in_turn
 from image_quality import load_items, read_rgb
 
 from pipeline.cam import compute_cams
 from pipeline.cam_config import CamConfig
-from pipeline.checkpoint import load_classifier
-from pipeline.models.imagenet_prior import load_prior
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument(
-        "--collection", default=os.environ.get("WSSS_SAMPLE_DIR", "../shared/data/dev")
-    )
-    parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--chunk", type=int, default=8)
-    args = parser.parse_args()
+    args = cost_args(__doc__)
     root = Path(args.collection)
     items = load_items(root)[: args.limit]
-    model, model_cfg, classes = load_classifier(args.model)
-    prior = load_prior(model.backbone, model_cfg.backbone, list(classes))
+    model, prior = classifier_with_prior(args.model)
     cfgs = {"off": CamConfig(layer_cam=False), "on": CamConfig(layer_cam=True)}
-    seconds = dict.fromkeys(cfgs, 0.0)
-    for start in range(0, len(items), args.chunk):
-        chunk = items[start : start + args.chunk]
-        images = [read_rgb(root, it) for it in chunk]
-        tags = [it["tag_ids"] for it in chunk]
-        for name, cfg in cfgs.items():
-            began = time.perf_counter()
-            compute_cams(model, images, tags, cfg, prior=prior)
-            seconds[name] += time.perf_counter() - began
+    chunks = (
+        ([read_rgb(root, it) for it in chunk], [it["tag_ids"] for it in chunk])
+        for chunk in (items[s : s + args.chunk] for s in range(0, len(items), args.chunk))
+    )
+    runs = {
+        name: (lambda images, tags, cfg=cfg: compute_cams(model, images, tags, cfg, prior=prior))
+        for name, cfg in cfgs.items()
+    }
+    seconds = seconds_in_turn(chunks, runs)
     for name in cfgs:
         print(
             f"layer_cam {name:>3}: {len(items) / seconds[name]:.2f} images/s ({seconds[name]:.1f} s)"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -201,7 +202,7 @@ def _forward_capturing(backbone, inputs: torch.Tensor, capture: dict[int, list])
     levels = sorted(capture)
     x = backbone.forward_to_level(inputs, levels[0])
     capture[levels[0]].append(x)
-    for start, stop in zip(levels, levels[1:], strict=False):
+    for start, stop in pairwise(levels):
         x = backbone.forward_between_levels(x, start, stop)
         capture[stop].append(x)
     return backbone.forward_from_level(x, levels[-1])

@@ -134,15 +134,14 @@ class RefineStage(Stage):
     def _refine(self, row: dict) -> dict:
         frames, tag_ids = row[schema.FRAMES], loads(row[schema.TAG_IDS])
         cams = row[schema.CAM] if row[schema.CAM].shape[1] else None
+        features = row.get(schema.FEATURES)
+        features = features if features is not None and features.shape[1] else None
         if row[schema.KIND] == schema.KIND_IMAGE:
-            features = row.get(schema.FEATURES)
-            feature = features[0] if features is not None and features.shape[1] else None
             cam = None if cams is None else cams[0]
+            feature = None if features is None else features[0]
             labels = [label_image_item(frames[0], cam, tag_ids, self.cfg.image, feature)]
         else:
             scores = row[schema.TAG_SCORES] if cams is not None else None
-            features = row.get(schema.FEATURES)
-            features = features if features is not None and features.shape[1] else None
             labels = label_video_window(
                 frames, cams, scores, tag_ids, self.cfg.video, self.cfg.image, features
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.video.appearance import feature_llr
+from pipeline.video.appearance import DEFAULT_RIDGE, feature_llr
 from pipeline.video.colour import ColourConfig, colour_llr
 from pipeline.video.graph_cut import CutConfig, cut_volume
 
@@ -17,8 +17,12 @@ PROBABLE = float(np.log(3.0))  # logit(0.75): GrabCut's probable foreground / ba
 
 
 def appearance_cut(
-    image: np.ndarray, prob: np.ndarray, features: np.ndarray, share: float, rounds: int,
-    ridge: float = 1e-3,
+    image: np.ndarray,
+    prob: np.ndarray,
+    features: np.ndarray,
+    share: float,
+    rounds: int,
+    ridge: float = DEFAULT_RIDGE,
 ) -> np.ndarray:
     """image HxWx3 uint8 RGB; prob HxW float32 GrabCut initialisation (1 sure foreground, 0 sure
     background, > 0.5 probable foreground, else probable background); features C x h x w float

@@ -16,6 +16,8 @@ import numpy as np
 
 from pipeline.video.colour import ColourConfig
 
+DEFAULT_RIDGE = 1e-3  # share of the mean variance added to the pooled covariance's diagonal
+
 
 def feature_llr(
     features: np.ndarray,

@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.refine.shape import ShapeConfig, clean_foreground
 from pipeline.refine.tag_regions import contrast_maps
 from pipeline.schema import BACKGROUND, IGNORE
-from pipeline.video.appearance import feature_llr
+from pipeline.video.appearance import DEFAULT_RIDGE, feature_llr
 from pipeline.video.colour import ColourConfig, colour_llr
 from pipeline.video.graph_cut import CutConfig, cut_volume, uncertain_band
 from pipeline.video.motion import MotionConfig, shot_motion
@@ -35,7 +35,8 @@ class VideoSegConfig:
     # share of that weight given to the backbone features' discriminant when features are given
     # (the rest stays the colour models'); 0 = colour alone
     feature_share: float = 0.5
-    feature_ridge: float = 1e-3  # added to the discriminant's covariance (share of mean variance)
+    # added to the discriminant's covariance (share of mean variance)
+    feature_ridge: float = DEFAULT_RIDGE
     cam_weight: float = 1.0  # weight of the CAM log-odds (when CAMs are given and agree)
     cam_threshold: float = 0.3  # CAM value that reads as 50 % foreground
     # CAM gap (moving minus static pixels) below which CAMs are unused: coarse stride-16 CAMs of a
@@ -110,15 +111,10 @@ def _cam_term(cam: np.ndarray, motion_prob: np.ndarray, cfg: VideoSegConfig) -> 
     return (gate * cfg.cam_weight * (_logit(cam, cfg.motion_clip) - threshold)).astype(np.float32)
 
 
-def _colour_term(small, fg_seed, bg_seed, cfg: VideoSegConfig) -> np.ndarray:
-    """Colour log-likelihood ratio per pixel from seed masks (zeros when too few seeds)."""
-    return colour_llr(small, fg_seed, bg_seed, cfg.colour)
-
-
 def _appearance_term(small, features, fg_seed, bg_seed, cfg: VideoSegConfig) -> np.ndarray:
     """The weighted appearance log-likelihood ratio: the colour models', mixed with the backbone
     features' discriminant where features are given and both sides have enough seeds."""
-    colour = _colour_term(small, fg_seed, bg_seed, cfg)
+    colour = colour_llr(small, fg_seed, bg_seed, cfg.colour)
     share = cfg.feature_share if features is not None else 0.0
     learned = None
     if share > 0:

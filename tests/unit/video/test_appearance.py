@@ -55,7 +55,7 @@ def test_the_discriminant_is_the_same_on_every_run():
 def test_features_take_their_share_of_the_appearance_term_or_leave_it_to_colour(monkeypatch):
     features, left = _two_textures()
     small = np.zeros((*left.shape, 3), np.uint8)  # one colour: the colour models cannot tell
-    monkeypatch.setattr(segment, "_colour_term", lambda *a: np.full(left.shape, 2.0, np.float32))
+    monkeypatch.setattr(segment, "colour_llr", lambda *a: np.full(left.shape, 2.0, np.float32))
     cfg = VideoSegConfig(colour_weight=1.0, feature_share=0.5)
     cfg = VideoSegConfig(**{**cfg.__dict__, "colour": ColourConfig(min_seeds=50)})
     mixed = segment._appearance_term(small, features, left, ~left, cfg)

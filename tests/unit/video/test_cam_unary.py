@@ -44,13 +44,13 @@ def test_grabcut_rounds_refit_colour_and_keep_the_square(clip, monkeypatch):
     frames, masks = clip
     n = len(frames)
     calls = []
-    real = segment._colour_term
+    real = segment.colour_llr
 
     def spy(small, fg_seed, bg_seed, cfg):
         calls.append(int(fg_seed.sum()))
         return real(small, fg_seed, bg_seed, cfg)
 
-    monkeypatch.setattr(segment, "_colour_term", spy)
+    monkeypatch.setattr(segment, "colour_llr", spy)
     cfg = VideoSegConfig(work_height=72, colour_rounds=2)
     out = segment_video(frames, None, [7], np.ones(n, bool), np.zeros(n), cfg)
     assert len(calls) == 3 and calls[1] > calls[0]  # the cut seeds more object pixels than motion
