@@ -413,6 +413,35 @@ def _appearance_batch(
     return [f.half().cpu().numpy() for f in found]
 
 
+@torch.inference_mode()
+def pixel_features(
+    model: CamClassifier, images: list[np.ndarray], cfg: CamConfig, device: str = "cpu"
+) -> list[np.ndarray]:
+    """images: N arrays HxWx3 uint8 RGB (any sizes) -> N arrays C x h x w float16 on the stride-16
+    grid of each image's scale-1 working size: the stride-8 features average-pooled, the stride-16
+    ones, and the last level upsampled, concatenated (C = the backbone's level_channels from
+    stride 8 on), averaged with the flipped image's when cfg.flip. The pixel head's input."""
+    model.eval()
+    for image in images:
+        _check_image(image)
+    images = [bucketed(image, cfg) for image in images]
+    out: list[np.ndarray | None] = [None] * len(images)
+    for indices in _batches(images, images_per_pass(cfg, device)):
+        inputs = _scaled_inputs(
+            _normalized(model, np.stack([images[i] for i in indices]), device), cfg, 1.0
+        )
+        levels = model.backbone.forward_levels(inputs)[APPEARANCE_LEVEL:]
+        grid = _feature_size(tuple(inputs.shape[2:]), 16)
+        pooled = [F.adaptive_avg_pool2d(levels[0], grid)]
+        pooled += [F.interpolate(lv, size=grid, mode="bilinear", align_corners=False)
+                   for lv in levels[1:]]  # fmt: skip
+        stacked = _unflip(torch.cat(pooled, 1), cfg.flip)
+        stacked = stacked / 2 if cfg.flip else stacked
+        for index, feature in zip(indices, stacked, strict=True):
+            out[index] = feature.half().cpu().numpy()
+    return out  # type: ignore[return-value]
+
+
 def _check_tags(tags: list[int], num_classes: int) -> None:
     bad = [t for t in tags if not 1 <= t <= num_classes]
     if bad:

@@ -83,6 +83,33 @@ class VideoConfig:
 
 
 @dataclass(frozen=True)
+class PixelHeadConfig:
+    """The image route's second pass (pipeline.models.pixel_head): a first pass labels a sample of
+    the collection's images, a linear pixel classifier is fitted on their cleanly labelled cells,
+    and every image is labelled with its maps averaged into the CAMs. Videos are not affected."""
+
+    enabled: bool = True  # off: one pass, CAMs alone (half the image route's cost)
+    share: float = 0.5  # the head's share of each tag's map (the rest stays the CAM's)
+    sample_images: int = 1000  # first-pass images (evenly spread over the collection's images)
+    cells_per_image: int = 512  # at most this many stride-16 cells of each sampled image
+    purity: float = 0.75  # a cell is a sample when one label covers this share of its pixels
+    min_images: int = 10  # a class's maps are mixed in once its cells come from this many images
+    weight_decay: float = 0.01  # L2 on the head's weights
+    steps: int = 300  # full-batch Adam steps of the fit
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.share <= 1.0:
+            raise ValueError(f"pixel_head.share must be in (0, 1], not {self.share}")
+        if not 0.5 < self.purity <= 1.0:
+            raise ValueError(f"pixel_head.purity must be in (0.5, 1], not {self.purity}")
+        for name in ("sample_images", "cells_per_image", "steps", "min_images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"pixel_head.{name} must be >= 1, not {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"pixel_head.weight_decay must be >= 0, not {self.weight_decay}")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     retry_failed: bool = True  # a rerun retries failed items (labelled/filtered ones are skipped)
     save_cams: bool = True  # write cams/<id>.png heatmaps of images for the report
@@ -95,6 +122,7 @@ class PseudoLabelConfig:
     cam: CamConfig = field(default_factory=CamConfig)
     image: ImageLabelConfig = field(default_factory=ImageLabelConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
+    pixel_head: PixelHeadConfig = field(default_factory=PixelHeadConfig)  # images: second pass
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

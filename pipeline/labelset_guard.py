@@ -115,7 +115,7 @@ def fingerprint_difference(old: dict[str, Any], new: dict[str, Any]) -> str | No
 def has_label_set(out_uri: str) -> bool:
     """Whether out_uri holds labels (of a finished or an interrupted run); a run.json alone is
     what a run that stopped before labelling anything leaves."""
-    names = (schema.MANIFEST_NAME, schema.PARTS_DIR, schema.MASKS_DIR)
+    names = (schema.MANIFEST_NAME, schema.PARTS_DIR, schema.MASKS_DIR, schema.PIXEL_HEAD_NAME)
     return any(storage.exists(storage.join(out_uri, name)) for name in names)
 
 

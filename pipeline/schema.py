@@ -28,6 +28,7 @@ TAG_SCORES = "tag_scores"  # list[float]: classifier probability per entry of TA
 # TxCxhxw float16: the classifier backbone's stride-8 features per image or video frame (the
 # appearance models of the image GrabCut step and the video cut); Tx0x1x1 without a classifier
 FEATURES = "features"
+PIXEL_FEATURES = "pixel_features"  # 1xCxhxw float16: an image's pixel-head input (first pass only)
 MASK = "mask"  # HxW uint8 class indices, IGNORE = 255
 GROUP = "group"  # video id + window: frames of one group meet in one task
 HEIGHT = "height"
@@ -82,6 +83,7 @@ VOC_CLASSES = (  # fmt: skip
 MANIFEST_NAME = "manifest.parquet"
 RUN_NAME = "run.json"
 MASKS_DIR = "masks"
+PIXEL_HEAD_NAME = "pixel_head.npz"  # the image route's pixel head, fitted by the first pass
 PARTS_DIR = "_parts"  # per-batch manifest parts: durable progress for resume
 
 

@@ -22,6 +22,7 @@ from ray.data import ActorPoolStrategy, TaskPoolStrategy
 from pipeline import schema
 from pipeline.checkpoint import load_payload
 from pipeline.cluster.io_stages import decode_batch, item_row, work_units, write_batch
+from pipeline.cluster.pixel_head_pass import load_or_fit_head
 from pipeline.cluster.resources import resolve_pseudo_label_resources
 from pipeline.cluster.stages import CamStage, LabelItemsStage, RefineStage
 from pipeline.collection import Collection
@@ -29,6 +30,7 @@ from pipeline.config import flatten
 from pipeline.label_config import PseudoLabelConfig, ResourcesConfig, StageResources
 from pipeline.labelset import item_manifest_row
 from pipeline.labelset_guard import claim, code_version
+from pipeline.models.pixel_head import PixelHead
 from pipeline.output import (
     completed_groups,
     merge_rows,
@@ -55,10 +57,13 @@ def build_dataset(
     cfg: PseudoLabelConfig,
     res: ResourcesConfig,
     skip_groups: frozenset[str],
+    head: PixelHead | None = None,
 ) -> ray.data.Dataset:
+    """The job's dataset graph; head: the pixel head the CAM stage mixes into images' CAMs."""
     rows = [item_row(item) for item in collection.items]
+    cam_kwargs = {"model_uri": model_uri, "cfg": cfg.cam, **_head_kwargs(head, cfg)}
     if res.fuse_cam_refine:
-        return _fused(rows, model_uri, out_uri, cfg, res, skip_groups)
+        return _fused(rows, cam_kwargs, out_uri, cfg, res, skip_groups)
     blocks = max(1, min(len(rows) // max(1, res.decode.batch_size), 1000))
     items = ray.data.from_items(rows, override_num_blocks=blocks)
     decoded = items.map_batches(
@@ -71,7 +76,7 @@ def build_dataset(
     )
     with_cams = decoded.map_batches(
         CamStage,
-        fn_constructor_kwargs={"model_uri": model_uri, "cfg": cfg.cam},
+        fn_constructor_kwargs=cam_kwargs,
         compute=_pool(res.cam),
         num_gpus=res.cam.num_gpus,
         num_cpus=res.cam.num_cpus,
@@ -96,7 +101,13 @@ def build_dataset(
     )
 
 
-def _fused(rows, model_uri, out_uri, cfg: PseudoLabelConfig, res: ResourcesConfig, skip_groups):
+def _head_kwargs(head: PixelHead | None, cfg: PseudoLabelConfig) -> dict:
+    if head is None:
+        return {}
+    return {"pixel_head": head.arrays(), "head_share": cfg.pixel_head.share}
+
+
+def _fused(rows, cam_kwargs, out_uri, cfg: PseudoLabelConfig, res: ResourcesConfig, skip_groups):
     """One actor pool labels work units from decode to write (stages.LabelItemsStage): a unit per
     block and per call, so each free actor takes the next unit, and at most two units wait at an
     actor (a video queued behind another would leave the rest of the pool idle at the end); no
@@ -106,7 +117,7 @@ def _fused(rows, model_uri, out_uri, cfg: PseudoLabelConfig, res: ResourcesConfi
     return dataset.map_batches(
         LabelItemsStage,
         fn_constructor_kwargs={
-            "model_uri": model_uri,
+            "cam_kwargs": cam_kwargs,
             "cfg": cfg,
             "out_uri": out_uri,
             "skip_groups": skip_groups,
@@ -159,8 +170,9 @@ def _label(collection, model_uri, out_uri, cfg: PseudoLabelConfig, started: floa
     res = resolve_pseudo_label_resources(cfg.resources, ray.cluster_resources())
     seconds, new_rows = Counter(), 0
     if todo:
+        head = _pixel_head(collection, todo, model_uri, out_uri, cfg, res, seconds)
         todo_collection = dataclasses.replace(collection, items=tuple(todo))
-        dataset = build_dataset(todo_collection, model_uri, out_uri, cfg, res, skip)
+        dataset = build_dataset(todo_collection, model_uri, out_uri, cfg, res, skip, head)
         items_seen: set[str] = set()  # bounded by the items, like the rows themselves
         with progress_bar("pseudo-label", total=len(todo), unit="items") as bar:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -175,6 +187,17 @@ def _label(collection, model_uri, out_uri, cfg: PseudoLabelConfig, started: floa
     rows = rows + _lost_rows(collection, rows)
     write_manifest(out_uri, rows)
     return _run_info(collection, model_uri, cfg, res, rows, seconds, started, new_rows)
+
+
+def _pixel_head(collection, todo, model_uri, out_uri, cfg, res, seconds) -> PixelHead | None:
+    """The image route's pixel head (pixel_head_pass) when it is on and images are left to label."""
+    images_left = any(item.kind == schema.KIND_IMAGE for item in todo)
+    if not (cfg.pixel_head.enabled and model_uri and images_left):
+        return None
+    started = time.perf_counter()
+    head = load_or_fit_head(collection.items, model_uri, out_uri, cfg, res.cam)
+    seconds["pixel_head"] += time.perf_counter() - started
+    return head
 
 
 def _all_done(item, skip: frozenset[str]) -> bool:

@@ -19,7 +19,14 @@ from pipeline.decode import DecodeConfig, DecodeError, read_image, read_video_fr
 from pipeline.output import LabelWriter
 from pipeline.rows import dumps
 
-TENSORS = (schema.FRAMES, schema.CAM, schema.TAG_SCORES, schema.FEATURES, schema.MASKS)
+TENSORS = (
+    schema.FRAMES,
+    schema.CAM,
+    schema.TAG_SCORES,
+    schema.FEATURES,
+    schema.PIXEL_FEATURES,
+    schema.MASKS,
+)
 PLACEHOLDER = np.zeros((1, 1, 1, 3), np.uint8)
 
 

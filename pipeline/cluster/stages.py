@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline import schema
-from pipeline.cam import compute_cams
+from pipeline.cam import compute_cams, pixel_features
 from pipeline.cam_config import CamConfig
 from pipeline.checkpoint import load_classifier
 from pipeline.cluster.io_stages import TENSORS, DecodeStage, WriteStage
@@ -23,6 +23,7 @@ from pipeline.cluster.stage_base import BatchStage, Stage
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.labelling import label_image_item, label_video_window
 from pipeline.models.imagenet_prior import load_prior
+from pipeline.models.pixel_head import PixelHead, head_maps, mix_into_cams
 from pipeline.rows import dumps, iter_rows, loads
 
 
@@ -44,11 +45,20 @@ class CamStage(BatchStage):
 
     timing, tensors = "cam", TENSORS
 
-    def __init__(self, model_uri: str | None, cfg: CamConfig):
+    def __init__(
+        self,
+        model_uri: str | None,
+        cfg: CamConfig,
+        pixel_head: dict | None = None,
+        head_share: float = 0.5,
+        keep_pixel_features: bool = False,
+    ):
         threads_of_this_worker()
         self.cfg = cfg
         self.device = _device()
         self.model, self.prior = None, None
+        self.head = None if pixel_head is None else PixelHead.from_arrays(pixel_head)
+        self.head_share, self.keep_pixel_features = head_share, keep_pixel_features
         if model_uri:
             self.model, model_cfg, classes = load_classifier(model_uri, device=self.device)
             if cfg.imagenet_prior and classes:
@@ -61,6 +71,8 @@ class CamStage(BatchStage):
     def pass_through(self, row: dict) -> dict:
         row[schema.CAM], row[schema.TAG_SCORES] = _no_cams(len(row[schema.FRAMES]))
         row[schema.FEATURES] = _no_features(len(row[schema.FRAMES]))
+        if self.keep_pixel_features:
+            row[schema.PIXEL_FEATURES] = _no_features(len(row[schema.FRAMES]))
         return row
 
     def weight(self, row: dict) -> float:
@@ -70,6 +82,11 @@ class CamStage(BatchStage):
         videos = [r for r in live if r[schema.KIND] == schema.KIND_VIDEO]
         images = [r for r in live if r[schema.KIND] != schema.KIND_VIDEO]
         self._add_cams(images, self.cfg)
+        if images and (self.head is not None or self.keep_pixel_features):
+            self._add_pixel_head(images)
+        if self.keep_pixel_features:
+            for row in videos:  # every row has the column (a batch's columns are shared)
+                row[schema.PIXEL_FEATURES] = _no_features(len(row[schema.FRAMES]))
         # the video cut's CAM term (threshold, agreement gate) is set for the plain CAMs
         self._add_cams(videos, replace(self.cfg, layer_cam=False))
         return [[row] for row in live]
@@ -90,6 +107,19 @@ class CamStage(BatchStage):
             row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
             row[schema.FEATURES] = np.stack(features[at : at + n])
             at += n
+
+    def _add_pixel_head(self, images: list[dict]) -> None:
+        frames = [row[schema.FRAMES][0] for row in images]
+        features = pixel_features(self.model, frames, self.cfg, self.device)
+        for row, feature in zip(images, features, strict=True):
+            if self.keep_pixel_features:
+                row[schema.PIXEL_FEATURES] = feature[None]
+            if self.head is not None:
+                tags = loads(row[schema.TAG_IDS])
+                maps = head_maps(self.head, feature, tags)
+                row[schema.CAM] = mix_into_cams(
+                    row[schema.CAM][0], maps, tags, self.head.seen, self.head_share
+                )[None]
 
 
 def _no_cams(n_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,9 +193,9 @@ class LabelItemsStage:
     and masks never go through the object store, and no decode or write task runs beside the
     actors (docs/cluster.md). Emits the unit's manifest rows, as the write stage does."""
 
-    def __init__(self, model_uri: str | None, cfg: PseudoLabelConfig, out_uri: str, skip_groups):
+    def __init__(self, cam_kwargs: dict, cfg: PseudoLabelConfig, out_uri: str, skip_groups):
         self.decode = DecodeStage(cfg.decode, skip_groups)
-        self.cam, self.refine = CamStage(model_uri, cfg.cam), RefineStage(cfg)
+        self.cam, self.refine = CamStage(**cam_kwargs), RefineStage(cfg)
         self.write = WriteStage(out_uri, cfg.output.save_cams)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -90,10 +90,23 @@ def test_pseudo_label_with_classifier_then_resume(ray_session, subset, classifie
     labelled = [r for r in rows if r[schema.STATUS] == schema.LABELLED and r[schema.TAGS]]
     assert labelled and all(json.loads(r[schema.SCORES]) for r in labelled)
     assert (out / "cams").is_dir()
+    head = out / schema.PIXEL_HEAD_NAME  # the image route's first pass fitted a pixel head
+    assert head.is_file() and first["stage_seconds"]["pixel_head"] > 0
+    fitted = head.read_bytes()
 
     second = run_pseudo_label(str(root), classifier, str(out), cfg)
     assert second["rows_this_run"] == 1  # only the failed item is retried
     assert read_manifest(out) == rows
+    assert head.read_bytes() == fitted  # the resumed run reuses the head, it does not refit
+
+
+def test_pseudo_label_pixel_head_off_labels_in_one_pass(ray_session, subset, classifier, tmp_path):
+    root, picked, dev = subset
+    cfg = from_dict(PseudoLabelConfig, {**FAST, "pixel_head": {"enabled": False}})
+    out = tmp_path / "labels"
+    info = run_pseudo_label(str(root), classifier, str(out), cfg)
+    check_contract(out, picked, dev)
+    assert not (out / schema.PIXEL_HEAD_NAME).exists() and "pixel_head" not in info["stage_seconds"]
 
 
 def test_pseudo_label_without_classifier(ray_session, subset, tmp_path):

@@ -8,6 +8,7 @@ from pipeline.cam import (
     class_scores,
     compute_cams,
     images_per_pass,
+    pixel_features,
     working_size,
 )
 from pipeline.cam_config import CamConfig
@@ -206,3 +207,29 @@ def test_cams_with_the_layer_cam_still_hand_on_stride_8_features(model):
     compute_cams(model, images, [[1]] * 2, cfg, appearance=kept)
     for got, want in zip(kept, appearance_features(model, images, cfg), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_pixel_features_stack_levels_on_the_stride_16_grid(model):
+    cfg = CamConfig(input_size=64, flip=False, batch_size=2)
+    images = [_image(80, 120, 5), _image(64, 64, 6)]
+    features = pixel_features(model, images, cfg)
+    channels = sum(model.backbone.level_channels[1:])  # stride 8, 16 and the last level
+    for image, got in zip(images, features, strict=True):
+        size = working_size(*image.shape[:2], cfg)
+        assert got.dtype == np.float16
+        assert got.shape == (channels, *(-(-s // 16) for s in size))
+    x = normalize(torch.from_numpy(images[1][None]), model.input_stats)
+    with torch.inference_mode():
+        stride16 = model.backbone.forward_levels(x)[2][0]
+    width8 = model.backbone.level_channels[1]
+    got16 = features[1][width8 : width8 + stride16.shape[0]].astype(np.float32)
+    np.testing.assert_allclose(got16, stride16.numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_pixel_features_with_flip_are_mirror_symmetric(model):
+    cfg = CamConfig(input_size=64, flip=True, batch_size=2)
+    image = _image(64, 96, 7)
+    (plain,), (mirrored,) = (pixel_features(model, [im], cfg) for im in (image, image[:, ::-1]))
+    np.testing.assert_allclose(
+        plain.astype(np.float32), mirrored[..., ::-1].astype(np.float32), rtol=1e-2, atol=1e-2
+    )

@@ -14,7 +14,8 @@ from pipeline.collection import read_collection
 from pipeline.label_config import PseudoLabelConfig
 from pipeline.models.classifier import CamClassifier
 from pipeline.models.config import ModelConfig
-from pipeline.rows import dumps, iter_rows, to_batch
+from pipeline.models.pixel_head import PixelHead, head_maps, mix_into_cams
+from pipeline.rows import dumps, iter_rows, loads, to_batch
 from pipeline.sample_data import generate
 
 
@@ -51,7 +52,8 @@ def test_fused_actor_matches_the_four_stages_one_after_the_other(items, tmp_path
     refined = RefineStage(cfg)(CamStage(model_uri, cfg.cam)(decoded))
     apart = write_batch(refined, str(apart_out), save_cams=True)
     units = to_batch([{schema.ITEMS: dumps(u)} for u in work_units(rows, 2)], ())
-    fused = LabelItemsStage(model_uri, cfg, str(fused_out), frozenset())(units)
+    cam_kwargs = {"model_uri": model_uri, "cfg": cfg.cam}
+    fused = LabelItemsStage(cam_kwargs, cfg, str(fused_out), frozenset())(units)
     assert without_timings(fused) == without_timings(apart)
     assert len(without_timings(fused)) > 4  # 3 images and the video's frames
     assert masks_of(fused_out) == masks_of(apart_out) and masks_of(fused_out)
@@ -103,3 +105,40 @@ def test_cam_stage_gives_every_frame_its_stride_8_features(items, tmp_path):
         assert features.dtype == np.float16 and features.shape[1] > 0
         assert features.shape[0] == len(frames)
         assert features.shape[2:] == (-(-height // 8), -(-width // 8))
+
+
+def test_cam_stage_mixes_a_pixel_head_into_image_maps_only(items, tmp_path):
+    rows, classes = items
+    cfg = PseudoLabelConfig()
+    model_cfg = ModelConfig(backbone="resnet", width=8, num_classes=len(classes) - 1)
+    model_uri = save_model(CamClassifier(model_cfg), model_cfg, str(tmp_path / "c"), list(classes))
+    decoded = decode_batch(to_batch(rows, ()), cfg.decode)
+    sampled = list(iter_rows(CamStage(model_uri, cfg.cam, keep_pixel_features=True)(decoded)))
+    features = {
+        r[schema.ID]: r[schema.PIXEL_FEATURES][0]
+        for r in sampled
+        if r[schema.KIND] == schema.KIND_IMAGE
+    }
+    assert len(features) == 3
+    videos = [r for r in sampled if r[schema.KIND] == schema.KIND_VIDEO]
+    assert videos and all(r[schema.PIXEL_FEATURES].shape[1] == 0 for r in videos)
+    rng = np.random.default_rng(0)
+    channels, labels = next(iter(features.values())).shape[0], len(classes)
+    head = PixelHead(
+        rng.normal(size=(labels, channels)).astype(np.float32),
+        rng.normal(size=labels).astype(np.float32),
+        np.zeros(channels, np.float32),
+        np.ones(channels, np.float32),
+        np.ones(labels, bool),
+    )
+    mixed = CamStage(model_uri, cfg.cam, pixel_head=head.arrays(), head_share=1.0)(decoded)
+    for plain, row in zip(sampled, iter_rows(mixed), strict=True):
+        if row[schema.KIND] == schema.KIND_VIDEO:
+            np.testing.assert_array_equal(row[schema.CAM], plain[schema.CAM])
+            continue
+        tags = loads(row[schema.TAG_IDS])
+        maps = head_maps(head, features[row[schema.ID]], tags)
+        want = mix_into_cams(plain[schema.CAM][0], maps, tags, head.seen, 1.0)
+        np.testing.assert_allclose(row[schema.CAM][0], want, atol=1e-6)
+        if tags:
+            assert not np.allclose(row[schema.CAM][0], plain[schema.CAM][0])
