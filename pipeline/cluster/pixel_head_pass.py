@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import Counter
 
 import numpy as np
 import ray
@@ -37,6 +38,12 @@ def head_sample(items: tuple[Item, ...], count: int) -> list[Item]:
         return images
     picks = np.linspace(0, len(images) - 1, count).round().astype(int)
     return [images[i] for i in np.unique(picks)]
+
+
+def enough_images(sample: list[Item], min_images: int) -> bool:
+    """Whether some tag is on min_images of the sample (else no class's maps could be mixed in)."""
+    counts = Counter(tag for item in sample for tag in set(item.tag_ids))
+    return bool(counts) and max(counts.values()) >= min_images
 
 
 class PixelSampleStage:
@@ -94,6 +101,12 @@ def load_or_fit_head(
         with np.load(io.BytesIO(storage.read_bytes(path))) as arrays:
             return PixelHead.from_arrays(arrays)
     sample = head_sample(items, cfg.pixel_head.sample_images)
+    if not enough_images(sample, cfg.pixel_head.min_images):
+        log.info(
+            "pixel head: no tag is on %d of the sampled images; one pass only",
+            cfg.pixel_head.min_images,
+        )
+        return None
     cells = _first_pass(sample, model_uri, cfg, cam_resources)
     if cells is None or len(np.unique(cells.labels)) < 2:
         log.warning("pixel head: the first pass labelled no usable cells; one pass only")
