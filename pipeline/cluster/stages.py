@@ -109,6 +109,10 @@ class CamStage(BatchStage):
             at += n
 
     def _add_pixel_head(self, images: list[dict]) -> None:
+        if not self.keep_pixel_features:  # untagged images have no maps to mix into
+            images = [row for row in images if loads(row[schema.TAG_IDS])]
+        if not images:
+            return
         frames = [row[schema.FRAMES][0] for row in images]
         features = pixel_features(self.model, frames, self.cfg, self.device)
         for row, feature in zip(images, features, strict=True):
