@@ -48,7 +48,7 @@ def enough_images(sample: list[Item], min_images: int) -> bool:
 
 class PixelSampleStage:
     """Actor: decode, CAM, refine and cell sampling of a few images in one process; emits one row
-    per labelled image with its training cells (CELL_COLUMNS, ragged). Failed images emit none."""
+    per image with its training cells (CELL_COLUMNS, ragged; none for an image that failed)."""
 
     def __init__(self, model_uri: str, cfg: PseudoLabelConfig):
         self.decode = DecodeStage(cfg.decode, frozenset())
@@ -62,14 +62,16 @@ class PixelSampleStage:
         out = []
         for row in refined:
             labelled = loads(row[schema.FRAME_STATUS])[0] == schema.LABELLED
-            if not labelled or not row[schema.PIXEL_FEATURES].shape[1]:
-                continue
-            cells = _cells(row, self.num_labels, self.head_cfg)
-            out.append(
-                dict(zip(CELL_COLUMNS, (cells.features, cells.labels, cells.allowed), strict=True))
-            )
-        if not out:
-            return {name: np.empty(0, dtype=object) for name in CELL_COLUMNS}
+            if labelled and row[schema.PIXEL_FEATURES].shape[1]:
+                cells = _cells(row, self.num_labels, self.head_cfg)
+                values = (cells.features, cells.labels, cells.allowed)
+            else:
+                values = (
+                    np.zeros((0, 0), np.float16),
+                    np.zeros(0, np.int64),
+                    np.zeros((0, 0), bool),
+                )
+            out.append(dict(zip(CELL_COLUMNS, values, strict=True)))
         return to_batch(out, CELL_COLUMNS)
 
 
@@ -144,6 +146,9 @@ def _first_pass(
             for row in iter_rows(batch):
                 labels = row[CELL_COLUMNS[1]]
                 image = np.zeros(len(labels), np.int64)  # numbered by concat
-                parts.append(CellSamples(row[CELL_COLUMNS[0]], labels, row[CELL_COLUMNS[2]], image))
-            bar.update(len(batch[CELL_COLUMNS[0]]))
+                if len(labels):
+                    parts.append(
+                        CellSamples(row[CELL_COLUMNS[0]], labels, row[CELL_COLUMNS[2]], image)
+                    )
+            bar.update(len(batch[CELL_COLUMNS[0]]))  # every image, failed ones too
     return CellSamples.concat(parts) if parts else None
