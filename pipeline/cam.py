@@ -382,17 +382,23 @@ def appearance_features(
 ) -> list[np.ndarray]:
     """images: N arrays HxWx3 uint8 RGB (any sizes) -> N arrays C x h x w float16: the backbone's
     stride-8 features of each image at its scale-1 working size (no flip, no dropout)."""
+    return _per_image(
+        model, images, cfg, device, lambda stack: _appearance_batch(model, stack, cfg, device)
+    )
+
+
+def _per_image(model, images, cfg: CamConfig, device: str, batch_fn) -> list[np.ndarray]:
+    """batch_fn (a same-size (B, H, W, 3) uint8 stack -> B arrays) applied to the images in
+    batches of images_per_pass, each image checked and bucketed first; results in input order."""
     model.eval()
     for image in images:
         _check_image(image)
     images = [bucketed(image, cfg) for image in images]
     out: list[np.ndarray | None] = [None] * len(images)
     for indices in _batches(images, images_per_pass(cfg, device)):
-        stack = np.stack([images[i] for i in indices])
-        for index, feature in zip(
-            indices, _appearance_batch(model, stack, cfg, device), strict=True
-        ):
-            out[index] = feature
+        results = batch_fn(np.stack([images[i] for i in indices]))
+        for index, result in zip(indices, results, strict=True):
+            out[index] = result
     return out  # type: ignore[return-value]
 
 
@@ -413,7 +419,6 @@ def _appearance_batch(
     return [f.half().cpu().numpy() for f in found]
 
 
-@torch.inference_mode()
 def pixel_features(
     model: CamClassifier, images: list[np.ndarray], cfg: CamConfig, device: str = "cpu"
 ) -> list[np.ndarray]:
@@ -421,25 +426,24 @@ def pixel_features(
     grid of each image's scale-1 working size: the stride-8 features average-pooled, the stride-16
     ones, and the last level upsampled, concatenated (C = the backbone's level_channels from
     stride 8 on), averaged with the flipped image's when cfg.flip. The pixel head's input."""
-    model.eval()
-    for image in images:
-        _check_image(image)
-    images = [bucketed(image, cfg) for image in images]
-    out: list[np.ndarray | None] = [None] * len(images)
-    for indices in _batches(images, images_per_pass(cfg, device)):
-        inputs = _scaled_inputs(
-            _normalized(model, np.stack([images[i] for i in indices]), device), cfg, 1.0
-        )
-        levels = model.backbone.forward_levels(inputs)[APPEARANCE_LEVEL:]
-        grid = _feature_size(tuple(inputs.shape[2:]), 16)
-        pooled = [F.adaptive_avg_pool2d(levels[0], grid)]
-        pooled += [F.interpolate(lv, size=grid, mode="bilinear", align_corners=False)
-                   for lv in levels[1:]]  # fmt: skip
-        stacked = _unflip(torch.cat(pooled, 1), cfg.flip)
-        stacked = stacked / 2 if cfg.flip else stacked
-        for index, feature in zip(indices, stacked, strict=True):
-            out[index] = feature.half().cpu().numpy()
-    return out  # type: ignore[return-value]
+    return _per_image(
+        model, images, cfg, device, lambda stack: _pixel_batch(model, stack, cfg, device)
+    )
+
+
+@torch.inference_mode()
+def _pixel_batch(
+    model: CamClassifier, stack: np.ndarray, cfg: CamConfig, device: str
+) -> list[np.ndarray]:
+    inputs = _scaled_inputs(_normalized(model, stack, device), cfg, 1.0)
+    levels = model.backbone.forward_levels(inputs)[APPEARANCE_LEVEL:]
+    grid = _feature_size(tuple(inputs.shape[2:]), 16)
+    pooled = [F.adaptive_avg_pool2d(levels[0], grid)]
+    pooled += [F.interpolate(lv, size=grid, mode="bilinear", align_corners=False)
+               for lv in levels[1:]]  # fmt: skip
+    stacked = _unflip(torch.cat(pooled, 1), cfg.flip)
+    stacked = stacked / 2 if cfg.flip else stacked
+    return [feature.half().cpu().numpy() for feature in stacked]
 
 
 def _check_tags(tags: list[int], num_classes: int) -> None:
