@@ -44,6 +44,8 @@ from pipeline.models.layer_cam import LEVEL as LAYER_CAM_LEVEL
 from pipeline.models.layer_cam import fuse_with_cams, layer_cam_maps, peak_normalised
 
 APPEARANCE_LEVEL = 1  # forward_levels' index of the stride-8 features (video appearance model)
+LAST_LEVEL = -1  # capture key of the backbone's output (forward_levels' last entry)
+PIXEL_LEVELS = (APPEARANCE_LEVEL, LAYER_CAM_LEVEL, LAST_LEVEL)  # the pixel head's input levels
 
 
 def working_size(height: int, width: int, cfg: CamConfig, scale: float = 1.0) -> tuple[int, int]:
@@ -167,7 +169,8 @@ def _maps_and_logits(
     masks: a cache of the stochastic passes' masks shared by the calls of one compute_cams.
     capture: {level: list}: each list gets the scale-1 pass's features at that forward_levels
     level (B or 2B with the flips, C, h, w) appended (the LayerCAM's stride-16 features, the
-    appearance model's stride-8 ones); None or empty: nothing kept."""
+    appearance model's stride-8 ones; LAST_LEVEL: the backbone's output); None or empty: nothing
+    kept."""
     masks = {} if masks is None else masks
     x = _normalized(model, images, device)
     base = working_size(images.shape[1], images.shape[2], cfg)
@@ -180,7 +183,11 @@ def _maps_and_logits(
     for scale in cfg.scales:
         inputs = _scaled_inputs(x, cfg, scale)
         if capture and scale == 1.0:
-            features = _forward_capturing(model.backbone, inputs, capture)
+            inner = {level: kept for level, kept in capture.items() if level != LAST_LEVEL}
+            features = _forward_capturing(model.backbone, inputs, inner) if inner else None
+            features = model.backbone(inputs) if features is None else features
+            if LAST_LEVEL in capture:
+                capture[LAST_LEVEL].append(features)
         else:
             features = model.backbone(inputs)
         raw, maps = _heads_maps(heads, features, cfg, out_size, masks)
@@ -262,10 +269,12 @@ def _round_cams(
     prior: PriorHead | None,
     layer_cam: bool,
     appearance: list | None = None,
+    pixel: list | None = None,
 ) -> tuple[list[list[np.ndarray]], list[np.ndarray], list[torch.Tensor] | None]:
     """compute_round_cams' (rounds, scores) and, with layer_cam, each image's (K, h16, w16)
     LayerCAM maps from the same forward pass's stride-16 features (None without). appearance: a
-    list that gets each image's appearance_features appended, from the same pass where it can."""
+    list that gets each image's appearance_features appended, from the same pass where it can;
+    pixel: likewise with pixel_features."""
     if len(images) != len(tag_ids):
         raise ValueError(f"{len(images)} images but {len(tag_ids)} tag lists")
     model.eval()
@@ -277,6 +286,8 @@ def _round_cams(
     masks: dict = {}  # the stochastic passes' masks, drawn once per feature shape
     layers: list[torch.Tensor | None] | None = [None] * len(images) if layer_cam else None
     shared = appearance is not None and 1.0 in cfg.scales
+    pixel_shared = pixel is not None and 1.0 in cfg.scales
+    pixel_out: list[np.ndarray | None] = [None] * len(images)
     frames: list[np.ndarray | None] = [None] * len(images)
     for indices in _batches(images, images_per_pass(cfg, device)):
         stack = np.stack([images[i] for i in indices])
@@ -285,10 +296,19 @@ def _round_cams(
             capture[LAYER_CAM_LEVEL] = []
         if shared:
             capture[APPEARANCE_LEVEL] = []
+        if pixel_shared:
+            for level in PIXEL_LEVELS:
+                capture.setdefault(level, [])
         maps, logits, prior_maps, prior_probs, extra = _maps_and_logits(
             model, stack, cfg, device, prior, masks, capture
         )
-        stride16 = capture.get(LAYER_CAM_LEVEL)
+        stride16 = capture.get(LAYER_CAM_LEVEL) if layer_cam else None
+        if pixel is not None:
+            found = [capture[level][0] for level in PIXEL_LEVELS] if pixel_shared else None
+            for index, feature in zip(
+                indices, _pixel_batch(model, stack, cfg, device, found), strict=True
+            ):
+                pixel_out[index] = feature
         if appearance is not None:
             found = capture[APPEARANCE_LEVEL][0][: len(indices)] if shared else None
             for index, feature in zip(
@@ -318,6 +338,8 @@ def _round_cams(
             scores[index] = score.float().cpu().numpy()
     if appearance is not None:
         appearance.extend(frames)
+    if pixel is not None:
+        pixel.extend(pixel_out)
     return rounds, scores, layers  # type: ignore[return-value]
 
 
@@ -348,6 +370,7 @@ def compute_cams(
     device: str = "cpu",
     prior: PriorHead | None = None,
     appearance: list | None = None,
+    pixel: list | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """CAMs of each image's tags (fused with the ImageNet prior where one is given, merged with
     the erasing rounds' maps where the model has extra heads).
@@ -362,10 +385,11 @@ def compute_cams(
     h, w the stride-16 grid instead. scores[i] is (K,) float32: the sigmoid probability of each
     tag (with a prior, the larger of it and the prior probability). No tags: a 0 x h x w array
     and an empty score array. appearance: a list that gets each image's appearance_features
-    appended (taken from the CAMs' own scale-1 pass unless the scales leave 1.0 out).
+    appended (taken from the CAMs' own scale-1 pass unless the scales leave 1.0 out); pixel:
+    likewise with each image's pixel_features.
     """
     rounds, scores, layers = _round_cams(
-        model, images, tag_ids, cfg, device, prior, cfg.layer_cam, appearance
+        model, images, tag_ids, cfg, device, prior, cfg.layer_cam, appearance, pixel
     )
     cams = [merge_round_maps(maps) for maps in rounds]
     if layers is not None:
@@ -433,14 +457,22 @@ def pixel_features(
 
 @torch.inference_mode()
 def _pixel_batch(
-    model: CamClassifier, stack: np.ndarray, cfg: CamConfig, device: str
+    model: CamClassifier,
+    stack: np.ndarray,
+    cfg: CamConfig,
+    device: str,
+    found: list[torch.Tensor] | None = None,
 ) -> list[np.ndarray]:
-    inputs = _scaled_inputs(_normalized(model, stack, device), cfg, 1.0)
-    levels = model.backbone.forward_levels(inputs)[APPEARANCE_LEVEL:]
-    grid = _feature_size(tuple(inputs.shape[2:]), 16)
-    pooled = [F.adaptive_avg_pool2d(levels[0], grid)]
+    """pixel_features of a same-size batch: from found (the CAM pass's own PIXEL_LEVELS features,
+    flipped twins included when cfg.flip) when given, else from a forward pass of its own."""
+    if found is None:
+        inputs = _scaled_inputs(_normalized(model, stack, device), cfg, 1.0)
+        found = model.backbone.forward_levels(inputs)[APPEARANCE_LEVEL:]
+    height, width = working_size(stack.shape[1], stack.shape[2], cfg)
+    grid = _feature_size((height, width), 16)
+    pooled = [F.adaptive_avg_pool2d(found[0], grid)]
     pooled += [F.interpolate(lv, size=grid, mode="bilinear", align_corners=False)
-               for lv in levels[1:]]  # fmt: skip
+               for lv in found[1:]]  # fmt: skip
     stacked = _unflip(torch.cat(pooled, 1), cfg.flip)
     stacked = stacked / 2 if cfg.flip else stacked
     return [feature.half().cpu().numpy() for feature in stacked]

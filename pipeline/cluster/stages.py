@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline import schema
-from pipeline.cam import compute_cams, pixel_features
+from pipeline.cam import compute_cams
 from pipeline.cam_config import CamConfig
 from pipeline.checkpoint import load_classifier
 from pipeline.cluster.io_stages import TENSORS, DecodeStage, WriteStage
@@ -81,9 +81,10 @@ class CamStage(BatchStage):
     def compute_batch(self, live: list[dict]) -> list[list[dict]]:
         videos = [r for r in live if r[schema.KIND] == schema.KIND_VIDEO]
         images = [r for r in live if r[schema.KIND] != schema.KIND_VIDEO]
-        self._add_cams(images, self.cfg)
-        if images and (self.head is not None or self.keep_pixel_features):
-            self._add_pixel_head(images)
+        wants_pixel = self.head is not None or self.keep_pixel_features
+        pixel = self._add_cams(images, self.cfg, wants_pixel)
+        if wants_pixel:
+            self._add_pixel_head(images, pixel)
         if self.keep_pixel_features:
             for row in videos:  # every row has the column (a batch's columns are shared)
                 row[schema.PIXEL_FEATURES] = _no_features(len(row[schema.FRAMES]))
@@ -91,14 +92,17 @@ class CamStage(BatchStage):
         self._add_cams(videos, replace(self.cfg, layer_cam=False))
         return [[row] for row in live]
 
-    def _add_cams(self, rows: list[dict], cfg: CamConfig) -> None:
+    def _add_cams(self, rows: list[dict], cfg: CamConfig, pixel: bool = False) -> list:
+        """CAMs, tag scores and stride-8 features into the rows; returns each frame's
+        pixel_features from the same pass when pixel, else an empty list."""
         frames = [frame for r in rows for frame in r[schema.FRAMES]]
         if not frames:
-            return
+            return []
         tags = [loads(r[schema.TAG_IDS]) for r in rows for _ in r[schema.FRAMES]]
         features: list = []
+        pixel_kept: list | None = [] if pixel else None
         cams, scores = compute_cams(
-            self.model, frames, tags, cfg, self.device, self.prior, features
+            self.model, frames, tags, cfg, self.device, self.prior, features, pixel_kept
         )
         at = 0
         for row in rows:
@@ -107,14 +111,9 @@ class CamStage(BatchStage):
             row[schema.TAG_SCORES] = np.stack(scores[at : at + n]).astype(np.float32)
             row[schema.FEATURES] = np.stack(features[at : at + n])
             at += n
+        return pixel_kept or []
 
-    def _add_pixel_head(self, images: list[dict]) -> None:
-        if not self.keep_pixel_features:  # untagged images have no maps to mix into
-            images = [row for row in images if loads(row[schema.TAG_IDS])]
-        if not images:
-            return
-        frames = [row[schema.FRAMES][0] for row in images]
-        features = pixel_features(self.model, frames, self.cfg, self.device)
+    def _add_pixel_head(self, images: list[dict], features: list[np.ndarray]) -> None:
         for row, feature in zip(images, features, strict=True):
             if self.keep_pixel_features:
                 row[schema.PIXEL_FEATURES] = feature[None]

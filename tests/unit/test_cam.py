@@ -233,3 +233,25 @@ def test_pixel_features_with_flip_are_mirror_symmetric(model):
     np.testing.assert_allclose(
         plain.astype(np.float32), mirrored[..., ::-1].astype(np.float32), rtol=1e-2, atol=1e-2
     )
+
+
+@pytest.mark.parametrize(
+    ("flip", "scales", "layer_cam"),
+    [(True, (1.0,), True), (False, (1.0, 1.5), False), (True, (1.5,), True)],
+)
+def test_cams_hand_on_pixel_features_equal_to_a_separate_pass(model, flip, scales, layer_cam):
+    cfg = CamConfig(input_size=64, scales=scales, flip=flip, batch_size=2, layer_cam=layer_cam)
+    images = [_image(80, 120, seed) for seed in range(3)]
+    kept: list = []
+    appearance: list = []
+    cams, _ = compute_cams(model, images, [[1]] * 3, cfg, appearance=appearance, pixel=kept)
+    plain, _ = compute_cams(model, images, [[1]] * 3, cfg)
+    for a, b in zip(cams, plain, strict=True):
+        np.testing.assert_array_equal(a, b)  # handing the features on changes no map
+    for got, want in zip(appearance, appearance_features(model, images, cfg), strict=True):
+        np.testing.assert_array_equal(got, want)
+    separate = pixel_features(model, images, cfg)
+    assert len(kept) == 3
+    for got, want in zip(kept, separate, strict=True):
+        assert got.shape == want.shape and got.dtype == np.float16
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), atol=1e-2)
