@@ -78,11 +78,11 @@ def test_tag_prior_shift_only_when_restricting_to_tags():
     from pipeline.predict import tag_prior_shift
 
     info = {"label_pixels": {"pixels": [6, 1, 4], "image_pixels": [11, 4, 7]}}
-    restricted = PredictConfig(restrict_to_tags=True)
+    restricted = PredictConfig(restrict_to_tags=True, prior_shift="presence")
     np.testing.assert_allclose(tag_prior_shift(info, restricted), np.log(11 / np.array([11, 4, 7])))
-    unrestricted = PredictConfig(restrict_to_tags=False)
+    unrestricted = PredictConfig(restrict_to_tags=False, prior_shift="presence")
     assert tag_prior_shift(info, unrestricted) is None  # no tags to condition on
-    assert tag_prior_shift(info, PredictConfig(restrict_to_tags=True, prior_shift="none")) is None
+    assert tag_prior_shift(info, PredictConfig(restrict_to_tags=True)) is None  # the default: none
     assert tag_prior_shift({}, restricted) is None  # a checkpoint from before the counts
     with pytest.raises(ValueError, match="prior_shift"):
         PredictConfig(prior_shift="bayes")
