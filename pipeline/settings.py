@@ -31,11 +31,11 @@ class PredictConfig:
     restrict_to_tags: bool | str = AUTO  # only background and the item's tags may be predicted
     # (tags are the collection's weak labels; empty tags = a negative, all background); auto:
     # when any item of the collection has tags (an untagged collection is predicted unrestricted)
-    prior_shift: str = "none"  # none: raw logits (dev, 24-epoch repeat-sampled segmenters,
-    # 224 / 320 crops: image mIoU 46.0 -> 47.4 and 44.0 -> 46.1 against presence; docs/quality.md);
-    # presence (images with restrict_to_tags): logits + log(all pixels / pixels of the training
-    # masks holding the class), the prior of a class known present (the checkpoint's label
-    # counts; frames keep raw logits), which helps a segmenter that has not learnt rare classes
+    prior_shift: str = "none"  # none: raw logits (dev, 24-epoch repeat-sampled segmenters: image
+    # mIoU 46.0 -> 47.4 and 45.4 -> 47.0 (seeds 0, 1), 44.0 -> 46.1 (320 crops) against presence;
+    # docs/quality.md); presence (images with restrict_to_tags): logits + log(all pixels / pixels
+    # of the training masks holding the class), the prior of a class known present (the
+    # checkpoint's label counts; frames keep raw logits), for segmenters that missed rare classes
     refine: str = "crf"  # crf: the logits through a dense CRF, as DeepLab v1/v2 post-process
     # theirs (dev: image mIoU 34.4 -> 35.5, video J 52.8 -> 53.4; docs/quality.md); none: the
     # plain argmax (the registry's pyfunc model always returns that)
