@@ -183,11 +183,7 @@ def _maps_and_logits(
     for scale in cfg.scales:
         inputs = _scaled_inputs(x, cfg, scale)
         if capture and scale == 1.0:
-            inner = {level: kept for level, kept in capture.items() if level != LAST_LEVEL}
-            features = _forward_capturing(model.backbone, inputs, inner) if inner else None
-            features = model.backbone(inputs) if features is None else features
-            if LAST_LEVEL in capture:
-                capture[LAST_LEVEL].append(features)
+            features = _forward_capturing(model.backbone, inputs, capture)
         else:
             features = model.backbone(inputs)
         raw, maps = _heads_maps(heads, features, cfg, out_size, masks)
@@ -205,14 +201,21 @@ def _maps_and_logits(
 
 
 def _forward_capturing(backbone, inputs: torch.Tensor, capture: dict[int, list]) -> torch.Tensor:
-    """backbone(inputs), appending the features at each level of capture to its list."""
-    levels = sorted(capture)
-    x = backbone.forward_to_level(inputs, levels[0])
-    capture[levels[0]].append(x)
-    for start, stop in pairwise(levels):
-        x = backbone.forward_between_levels(x, start, stop)
-        capture[stop].append(x)
-    return backbone.forward_from_level(x, levels[-1])
+    """backbone(inputs), appending the features at each level of capture to its list (at
+    LAST_LEVEL: the output itself)."""
+    levels = sorted(level for level in capture if level != LAST_LEVEL)
+    if levels:
+        x = backbone.forward_to_level(inputs, levels[0])
+        capture[levels[0]].append(x)
+        for start, stop in pairwise(levels):
+            x = backbone.forward_between_levels(x, start, stop)
+            capture[stop].append(x)
+        out = backbone.forward_from_level(x, levels[-1])
+    else:
+        out = backbone(inputs)
+    if LAST_LEVEL in capture:
+        capture[LAST_LEVEL].append(out)
+    return out
 
 
 GPU_IMAGES_PER_PASS, CPU_IMAGES_PER_PASS = 8, 2
