@@ -58,21 +58,22 @@ def label_video_window(
     shot_ids = split_shots(frame_list, cfg.shots)
     keep, reasons = _relevance(scores, shot_ids, tag_ids, cfg)
     cam_list = None if cams is None or cams.shape[1] == 0 else list(cams)
+    feature_list = None if features is None else list(features)
+
+    def per_frame(t: int) -> np.ndarray:
+        """The image labeller on frame t with its own CAMs and features."""
+        cam = None if cam_list is None else cam_list[t]
+        feature = None if feature_list is None else feature_list[t]
+        return label_image(frame_list[t], cam, tag_ids, image_cfg, features=feature)
+
     if cfg.mode == "crf" or not tag_ids:
-        masks = [
-            label_image(f, None if cam_list is None else cam_list[t], tag_ids, image_cfg)
-            if keep[t]
-            else None
-            for t, f in enumerate(frame_list)
-        ]
+        masks = [per_frame(t) if keep[t] else None for t in range(len(frame_list))]
     else:
-        feature_list = None if features is None else list(features)
         masks = segment_video(
             frame_list, cam_list, tag_ids, keep, shot_ids, cfg.segment, feature_list
         )
         if cfg.mode == "both":
-            pairs = zip(frame_list, masks, strict=True)
-            masks = [_agree_with_crf(f, m, tag_ids, image_cfg) for f, m in pairs]
+            masks = [None if m is None else _agree(m, per_frame(t)) for t, m in enumerate(masks)]
     return [
         FrameLabel(schema.LABELLED, None, m)
         if keep[t]
@@ -90,13 +91,9 @@ def _relevance(
     return relevant_frames(scores.max(axis=1).astype(np.float32), shot_ids, cfg.relevance)
 
 
-def _agree_with_crf(
-    frame: np.ndarray, graph_mask: np.ndarray | None, tag_ids: list[int], cfg: ImageLabelConfig
-) -> np.ndarray | None:
-    """'both' mode: pixels where the graph cut and the per-frame labeller disagree become ignore."""
-    if graph_mask is None:
-        return None
-    crf_mask = label_image(frame, None, tag_ids, cfg)
+def _agree(graph_mask: np.ndarray, frame_mask: np.ndarray) -> np.ndarray:
+    """'both' mode: pixels where the graph cut and the per-frame labeller (both HxW uint8) disagree
+    become ignore."""
     merged = graph_mask.copy()
-    merged[(crf_mask != graph_mask) & (crf_mask != schema.IGNORE)] = schema.IGNORE
+    merged[(frame_mask != graph_mask) & (frame_mask != schema.IGNORE)] = schema.IGNORE
     return merged
