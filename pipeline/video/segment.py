@@ -27,8 +27,9 @@ from pipeline.video.shots import shot_ranges
 
 @dataclass(frozen=True)
 class VideoSegConfig:
-    work_height: int = 240  # frames are processed at this height (flow, GMMs, cuts)
-    window: int = 16  # frames per 3D cut (graph memory ~0.3 GB per 16 frames at 240x430)
+    # frames are processed at this height (flow, GMMs, cuts): the CAMs' input size
+    work_height: int = 320
+    window: int = 16  # frames per 3D cut (graph memory ~0.55 GB per 16 frames at 320x570)
     motion_weight: float = 1.0  # weight of the motion log-odds in the unary
     motion_clip: float = 4.0  # |motion log-odds| cap before weighting
     colour_weight: float = 1.0  # weight of the appearance term (colour GMMs, backbone features)
