@@ -66,7 +66,17 @@ def make_trainer(
             logging_config=ray.train.LoggingConfig(log_level=train_log_level()),
         ),
         datasets={"train": dataset, **(extra_datasets or {})},
+        dataset_config=ray.train.DataConfig(execution_options=ordered_ingest()),
     )
+
+
+def ordered_ingest():
+    """Ray Train's default ingest options with preserve_order: Ray Data otherwise hands blocks on
+    as they finish, so two runs of one config (same seed) trained on different orders and gave
+    different models."""
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
 
 
 def all_gather(array: np.ndarray) -> list[np.ndarray]:

@@ -85,9 +85,11 @@ def training_dataset(sources: list[dict], cfg: SegmenterTrainConfig) -> ray.data
     dataset = ray.data.from_items(
         [sources[i] for i in order], override_num_blocks=min(len(sources), 32)
     )
-    return dataset.flat_map(
+    rows = dataset.flat_map(
         load_source, fn_kwargs={"store_size": cfg.store_size}, num_cpus=cfg.data_cpus
     )
+    rows.context.execution_options.preserve_order = True  # the seeded order, also when cached
+    return rows
 
 
 def cached_or_streamed(

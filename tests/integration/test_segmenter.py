@@ -263,3 +263,24 @@ def test_killed_run_resumes_into_the_same_mlflow_run(server, data, tmp_path):
     steps = [m.step for m in client.get_metric_history(result["mlflow_run_id"], "loss")]
     assert sorted(set(steps)) == [0, 1, 2] and steps.count(0) == 1  # epoch 0 was not trained twice
     assert client.get_model_version_by_alias("seg-resume", "candidate").version == result["version"]
+
+
+def test_one_config_trains_one_model(server, data, tmp_path, ray_session):
+    """Ray Data hands blocks on as they finish unless told to keep their order: two runs of one
+    config (same seed) then trained on different orders and gave different weights."""
+    import torch
+
+    from pipeline.config import from_dict
+    from pipeline.train.config import SegmenterTrainConfig
+    from pipeline.train.segmenter import train_segmenter
+
+    _, labels = data
+    cfg = from_dict(SegmenterTrainConfig, {**TINY, "epochs": 1, "tracking_uri": server.uri})
+    weights = []
+    for run in ("a", "b"):
+        train_segmenter(labels, str(tmp_path / run), cfg)
+        checkpoint = torch.load(tmp_path / run / "model.pt", map_location="cpu", weights_only=False)
+        weights.append(checkpoint["state_dict"])
+    tensors = [k for k, v in weights[0].items() if torch.is_tensor(v)]
+    assert len(tensors) > 10
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in tensors)
