@@ -9,6 +9,7 @@ group or only one worker, so the loops' pieces also run in plain tests.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -74,7 +75,9 @@ def ordered_ingest():
     """Ray Train's default ingest options with preserve_order: Ray Data otherwise hands blocks on
     as they finish, so two runs of one config (same seed) trained on different orders and gave
     different models."""
-    options = ray.train.DataConfig.default_ingest_options()
+    with warnings.catch_warnings():  # Ray's own copy of a deprecated default field
+        warnings.filterwarnings("ignore", message=".*exclude_resources.*")
+        options = ray.train.DataConfig.default_ingest_options()
     options.preserve_order = True
     return options
 
