@@ -265,9 +265,11 @@ def test_killed_run_resumes_into_the_same_mlflow_run(server, data, tmp_path):
     assert client.get_model_version_by_alias("seg-resume", "candidate").version == result["version"]
 
 
-def test_one_config_trains_one_model(server, data, tmp_path, ray_session):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_one_config_trains_one_model(server, data, tmp_path, ray_session, workers):
     """Ray Data hands blocks on as they finish unless told to keep their order: two runs of one
-    config (same seed) then trained on different orders and gave different weights."""
+    config (same seed) then trained on different orders and gave different weights. With two
+    workers the ordered stream is split between them (streaming_split) the same way each run."""
     import torch
 
     from pipeline.config import from_dict
@@ -275,7 +277,10 @@ def test_one_config_trains_one_model(server, data, tmp_path, ray_session):
     from pipeline.train.segmenter import train_segmenter
 
     _, labels = data
-    cfg = from_dict(SegmenterTrainConfig, {**TINY, "epochs": 1, "tracking_uri": server.uri})
+    cfg = from_dict(
+        SegmenterTrainConfig,
+        {**TINY, "epochs": 1, "workers": workers, "tracking_uri": server.uri},
+    )
     weights = []
     for run in ("a", "b"):
         train_segmenter(labels, str(tmp_path / run), cfg)
