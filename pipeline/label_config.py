@@ -73,6 +73,9 @@ class ResourcesConfig:
 @dataclass(frozen=True)
 class VideoConfig:
     mode: str = "graph"  # "crf": per-frame image labeller; "graph": spatio-temporal min-cut; "both"
+    # graph mode: a kept frame whose cut marks less than this share of its pixels as foreground
+    # (nothing moved: a parked car) gets the per-frame labeller, not all background; 0 = never
+    per_frame_below: float = 0.002
     shots: ShotConfig = field(default_factory=ShotConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     segment: VideoSegConfig = field(default_factory=VideoSegConfig)
@@ -80,6 +83,8 @@ class VideoConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("crf", "graph", "both"):
             raise ValueError(f"video.mode must be crf, graph or both, not {self.mode!r}")
+        if not 0.0 <= self.per_frame_below < 1.0:
+            raise ValueError(f"video.per_frame_below must be in [0, 1), not {self.per_frame_below}")
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ def label_video_window(
     features TxCxhxw float (the classifier backbone's feature maps) or None.
 
     Frames judged irrelevant to the tags become `filtered` with the relevance reason; the kept ones
-    are segmented by the graph path, the per-frame labeller, or both (cfg.mode).
+    are segmented by the graph path, the per-frame labeller, or both (cfg.mode). In graph mode a
+    kept frame whose cut found nothing moving (cfg.per_frame_below) gets the per-frame labeller.
     """
     frame_list = list(frames)
     shot_ids = split_shots(frame_list, cfg.shots)
@@ -74,6 +75,11 @@ def label_video_window(
         )
         if cfg.mode == "both":
             masks = [None if m is None else _agree(m, per_frame(t)) for t, m in enumerate(masks)]
+        else:
+            masks = [
+                per_frame(t) if m is not None and nothing_moved(m, cfg.per_frame_below) else m
+                for t, m in enumerate(masks)
+            ]
     return [
         FrameLabel(schema.LABELLED, None, m)
         if keep[t]
@@ -89,6 +95,15 @@ def _relevance(
     if scores is None or not tag_ids or scores.shape[1] == 0:
         return np.ones(len(shot_ids), bool), [None] * len(shot_ids)
     return relevant_frames(scores.max(axis=1).astype(np.float32), shot_ids, cfg.relevance)
+
+
+def nothing_moved(mask: np.ndarray, below: float) -> bool:
+    """A cut's HxW uint8 mask (0 background, 255 ignore, else a tag) marks less than `below` of
+    its pixels as foreground: the motion route found no object in that frame. An all-ignore mask
+    (a cut over too much of the frame) is the opposite case and stays ignore."""
+    if (mask == schema.IGNORE).all():
+        return False
+    return bool(((mask != schema.BACKGROUND) & (mask != schema.IGNORE)).mean() < below)
 
 
 def _agree(graph_mask: np.ndarray, frame_mask: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import schema
 from pipeline.label_config import VideoConfig
-from pipeline.labelling import label_video_window
+from pipeline.labelling import label_video_window, nothing_moved
 from pipeline.refine.image_labeller import ImageLabelConfig
 
 TAG = 7
@@ -50,3 +50,54 @@ def test_per_frame_labeller_follows_each_frames_cam(mode):
         # background (crf) or ignore where the cut found it (both)
         assert (row.mask[truth] == TAG).mean() > 0.6
         assert (row.mask[centre] == TAG).mean() < 0.1
+
+
+def _parked_clip(n_frames: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A red square parked in a textured scene before a camera on a tripod: nothing moves but the
+    sensor noise. Frames T x 96 x 128 x 3 uint8, CAMs T x 1 x 12 x 16 hot on the square, true
+    masks T x 96 x 128 bool."""
+    rng = np.random.default_rng(1)
+    height, width = 96, 128
+    texture = rng.integers(40, 140, (height // 4, width // 4, 3)).astype(np.uint8)
+    scene = np.repeat(np.repeat(texture, 4, 0), 4, 1)
+    scene[..., 2] = np.minimum(scene[..., 2], 90)
+    scene[36:60, 56:80] = np.repeat(np.repeat(rng.integers(190, 250, (6, 6, 3)), 4, 0), 4, 1)
+    scene[36:60, 56:80, 1:] //= 4
+    mask = np.zeros((height, width), bool)
+    mask[36:60, 56:80] = True
+    cam = np.zeros((1, 12, 16), np.float32)
+    cam[0, 36 // 8 : 60 // 8, 56 // 8 : 80 // 8] = 1.0
+    noise = rng.integers(-2, 3, (n_frames, height, width, 3))
+    frames = np.clip(scene[None].astype(int) + noise, 0, 255).astype(np.uint8)
+    return frames, np.stack([cam] * n_frames), np.stack([mask] * n_frames)
+
+
+def test_frames_where_nothing_moved_get_the_per_frame_labeller():
+    frames, cams, masks = _parked_clip()
+    cut_only = label_video_window(
+        frames, cams, None, [TAG], VideoConfig(per_frame_below=0.0), ImageLabelConfig()
+    )
+    # the cut alone calls a parked object background: the case the fallback is for
+    for row, truth in zip(cut_only, masks, strict=True):
+        assert (row.mask[truth] == TAG).mean() < 0.1
+    out = label_video_window(frames, cams, None, [TAG], VideoConfig(), ImageLabelConfig())
+    assert [row.status for row in out] == [schema.LABELLED] * len(frames)
+    for row, truth in zip(out, masks, strict=True):
+        assert (row.mask[truth] == TAG).mean() > 0.6
+        assert (row.mask[~truth] == TAG).mean() < 0.1
+
+
+def test_nothing_moved_reads_the_foreground_share():
+    mask = np.zeros((100, 100), np.uint8)
+    assert nothing_moved(mask, 0.002)
+    mask[:2, :2] = TAG  # 0.04 % of the frame
+    assert nothing_moved(mask, 0.002)
+    mask[:10, :10] = TAG  # 1 %
+    assert not nothing_moved(mask, 0.002)
+    assert not nothing_moved(np.full((100, 100), schema.IGNORE, np.uint8), 0.002)
+    assert not nothing_moved(np.zeros((100, 100), np.uint8), 0.0)
+
+
+def test_per_frame_below_is_checked():
+    with pytest.raises(ValueError, match="per_frame_below"):
+        VideoConfig(per_frame_below=1.5)
