@@ -1,5 +1,6 @@
-"""Video windows labelled by the per-frame labeller ("crf") or by the cut checked against it
-("both"): the per-frame labeller must see each frame's own CAMs, not a centre prior."""
+"""Video windows labelled by the per-frame labeller ("crf"), by the cut checked against it
+("both"), or by the cut with the per-frame labeller where nothing moved ("graph"): the per-frame
+labeller must see each frame's own CAMs, not a centre prior."""
 
 import numpy as np
 import pytest
