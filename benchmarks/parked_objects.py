@@ -13,7 +13,6 @@ classifier's CAMs, scores and features, once with the default `per_frame_below` 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import cv2
 import numpy as np
 from video_quality import DEFAULT_DIR, cached_cams, decode, frame_j
 
-from pipeline.collection import load_label_space
+from pipeline.collection import read_collection
 from pipeline.label_config import VideoConfig
 from pipeline.labelling import label_video_window
 from pipeline.refine.image_labeller import ImageLabelConfig
@@ -59,28 +58,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default="/tmp/webseg_parked_cams", help="CAM cache folder")
     args = parser.parse_args(argv)
     root = Path(args.collection)
-    classes = list(load_label_space(str(root)))
-    items = {
-        json.loads(x)["id"]: json.loads(x)
-        for x in (root / "manifest.jsonl").read_text().splitlines()
-        if x.strip()
-    }
+    items = {item.id: item for item in read_collection(str(root)).items}
     default = VideoConfig()
     rows = []
     for video, t0 in CLIPS:
         item = items[video]
         gt = cv2.imread(str(root / "gt" / video / f"{t0:06d}.png"), 0)
-        frames, gts = panned(decode(root / item["uri"])[t0], gt)
-        tag_ids = [classes.index(t) for t in item["tags"]]
+        frames, gts = panned(decode(Path(item.uri))[t0], gt)
+        tag_ids = list(item.tag_ids)
         cams, scores, features = cached_cams(
             args.cams, Path(args.cache), f"{video}_{t0}_parked", frames, tag_ids
         )
+        clip, cams, features = np.stack(frames), np.stack(cams), np.stack(features)
         js = []
         for cfg in (replace(default, per_frame_below=0.0), default):
-            out = label_video_window(
-                np.stack(frames), np.stack(cams), scores, tag_ids, cfg, ImageLabelConfig(),
-                np.stack(features),
-            )  # fmt: skip
+            out = label_video_window(clip, cams, scores, tag_ids, cfg, ImageLabelConfig(), features)
             js.append(
                 100 * np.mean([frame_j(row.mask, g) for row, g in zip(out, gts, strict=True)])
             )
